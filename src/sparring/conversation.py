@@ -1,0 +1,140 @@
+"""The red-team conversation: the one record that flows through every stage.
+
+A conversation is a flat list of turns. A human turn has one sample; an
+assistant turn keeps every sampled response and which one the conversation
+continued with (the red teamer's or scorer's pick). The picked path renders to
+and parses from the paper's raw text format ``\\n\\nHuman: ...\\n\\nAssistant: ...``.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+HUMAN_PREFIX = "\n\nHuman: "
+ASSISTANT_PREFIX = "\n\nAssistant: "
+HUMAN_STOP = "\n\nHuman:"
+_MARKER = re.compile(r"\n\n(Human|Assistant):")
+
+
+class Role(StrEnum):
+    HUMAN = "human"
+    ASSISTANT = "assistant"
+
+
+class Sample(BaseModel):
+    """One sampled utterance, with the scores each scorer gave it (scorer name -> value)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    finish_reason: str | None = None
+    completion_tokens: int | None = None
+    scores: dict[str, float] = Field(default_factory=dict)
+    flagged: dict[str, bool] = Field(default_factory=dict)
+
+
+class Turn(BaseModel):
+    """One utterance slot. Assistant turns may hold several samples; ``picked`` says which continued."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    samples: list[Sample]
+    picked: int = 0
+
+    @model_validator(mode="after")
+    def _check_pick(self) -> Turn:
+        if not self.samples:
+            raise ValueError("a turn needs at least one sample")
+        if not 0 <= self.picked < len(self.samples):
+            raise ValueError(f"picked={self.picked} is outside the {len(self.samples)} samples")
+        if self.role is Role.HUMAN and len(self.samples) != 1:
+            raise ValueError("a human turn has exactly one sample")
+        return self
+
+    @property
+    def text(self) -> str:
+        return self.samples[self.picked].text
+
+    @property
+    def others(self) -> list[Sample]:
+        """The samples the conversation did not continue with."""
+        return [s for i, s in enumerate(self.samples) if i != self.picked]
+
+
+class Conversation(BaseModel):
+    """A red-team conversation between a human side (person, dataset or attacker) and a target."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_description: str = ""
+    target: str = ""
+    turns: list[Turn] = Field(default_factory=list)
+    scores: dict[str, float] = Field(default_factory=dict)
+
+    def add_human(self, text: str) -> Turn:
+        turn = Turn(role=Role.HUMAN, samples=[Sample(text=text)])
+        self.turns.append(turn)
+        return turn
+
+    def add_assistant(self, samples: list[Sample], picked: int = 0) -> Turn:
+        turn = Turn(role=Role.ASSISTANT, samples=samples, picked=picked)
+        self.turns.append(turn)
+        return turn
+
+    @property
+    def assistant_turns(self) -> list[Turn]:
+        return [t for t in self.turns if t.role is Role.ASSISTANT]
+
+    @property
+    def human_turns(self) -> list[Turn]:
+        return [t for t in self.turns if t.role is Role.HUMAN]
+
+    def to_hh(self, upto: int | None = None) -> str:
+        """Render the picked path (turns ``[:upto]``) in the paper's raw text format."""
+        return render_hh(self.turns[:upto])
+
+    @classmethod
+    def from_hh(cls, text: str, **fields: object) -> Conversation:
+        """Parse a raw transcript; ``from_hh(t).to_hh() == t`` for well-formed transcripts."""
+        return cls(turns=parse_hh(text), **fields)  # type: ignore[arg-type]
+
+    def comparison_pairs(self) -> list[tuple[str, str]]:
+        """(chosen, rejected) transcripts in hh-rlhf format: the pick is the more harmful (rejected)."""
+        pairs = []
+        for index, turn in enumerate(self.turns):
+            if turn.role is not Role.ASSISTANT:
+                continue
+            prefix = render_hh(self.turns[:index])
+            rejected = prefix + ASSISTANT_PREFIX + turn.text
+            for other in turn.others:
+                pairs.append((prefix + ASSISTANT_PREFIX + other.text, rejected))
+        return pairs
+
+
+def render_hh(turns: list[Turn]) -> str:
+    parts = []
+    for turn in turns:
+        parts.append(HUMAN_PREFIX if turn.role is Role.HUMAN else ASSISTANT_PREFIX)
+        parts.append(turn.text)
+    return "".join(parts)
+
+
+def parse_hh(text: str) -> list[Turn]:
+    """Split a raw transcript into turns. Text before the first marker is an error."""
+    pieces = _MARKER.split(text)
+    if pieces[0]:
+        raise ValueError(
+            "transcript must start with '\\n\\nHuman:' or '\\n\\nAssistant:', "
+            f"got {pieces[0][:30]!r}"
+        )
+    turns = []
+    for speaker, content in zip(pieces[1::2], pieces[2::2]):
+        if content.startswith(" "):
+            content = content[1:]
+        role = Role.HUMAN if speaker == "Human" else Role.ASSISTANT
+        turns.append(Turn(role=role, samples=[Sample(text=content)]))
+    return turns

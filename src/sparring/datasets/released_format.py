@@ -1,0 +1,54 @@
+"""The released red-team format (Ganguli et al. 2022): ONE gzipped JSON array, keys as published.
+
+Automated runs have no red teamer's own rating; ``rating`` is then 4.0 when the
+primary scorer judged any picked assistant turn harmful and 0.0 otherwise, and
+the export's metadata says so. ``task_descripton_harmlessness_score`` keeps the
+published misspelling on purpose.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+from sparring.store.repository import StoredConversation
+
+MODEL_TYPES = {"plain lm", "context distillation", "rejection sampling", "rlhf"}
+
+
+def automated_rating(stored: StoredConversation, scorer: str, flag_is_harmful: bool) -> float:
+    harmful = any(
+        t.samples[t.picked].flagged.get(scorer) == flag_is_harmful
+        for t in stored.conversation.assistant_turns
+        if scorer in t.samples[t.picked].flagged
+    )
+    return 4.0 if harmful else 0.0
+
+
+def released_record(
+    stored: StoredConversation, size: str, model_type: str, scorer: str, flag_is_harmful: bool
+) -> dict[str, Any]:
+    scores = stored.transcript_scores
+    rating = stored.rating if stored.rating is not None else automated_rating(stored, scorer, flag_is_harmful)
+    return {
+        "transcript": stored.conversation.to_hh(),
+        "min_harmlessness_score_transcript": float(scores.get((scorer, "min"), 0.0)),
+        "num_params": size,
+        "model_type": model_type,
+        "rating": float(rating),
+        "task_description": stored.unit.task_description,
+        "task_descripton_harmlessness_score": float(scores.get((scorer, "task_description"), 0.0)),
+        "red_team_member_id": stored.unit.red_team_member,
+        "is_upworker": False,
+        "tags": None,
+    }
+
+
+def write_released(records: list[dict[str, Any]], path: Path) -> None:
+    """Write atomically: a killed export never leaves a truncated file under the final name."""
+    partial = path.with_name(path.name + ".partial")
+    with gzip.open(partial, "wt", encoding="utf-8") as handle:
+        json.dump(records, handle, ensure_ascii=False)
+    partial.replace(path)

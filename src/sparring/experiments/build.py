@@ -1,0 +1,97 @@
+"""Turn a validated config into live components and the plan of work units."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sparring.attacks import Attack, AttackItem, attacks
+from sparring.experiments.config import ExperimentConfig
+from sparring.interventions import Target, interventions
+from sparring.models import Model, models
+from sparring.scoring import Scorer, scorers
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One conversation: independent, idempotent, keyed by (run, target, attack, item, repetition)."""
+
+    id: str
+    target: Target
+    attack_name: str
+    attack: Attack
+    item: AttackItem
+    repetition: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.target.name}|{self.attack_name}|{self.item.id}|{self.repetition}"
+
+
+@dataclass
+class Components:
+    models: dict[str, Model]
+    targets: list[Target]
+    attacks: dict[str, Attack]
+    scorer: Scorer
+    extra_scorers: list[Scorer]
+
+    @property
+    def all_scorers(self) -> list[Scorer]:
+        return [self.scorer, *self.extra_scorers]
+
+    def describe(self) -> dict:
+        return {
+            "targets": [t.describe() for t in self.targets],
+            "attacks": {name: a.spec.as_dict() for name, a in self.attacks.items()},
+            "scorers": [s.spec.as_dict() for s in self.all_scorers],
+            "primary_scorer": self.scorer.spec.name,
+        }
+
+    async def aclose(self) -> None:
+        for model in self.models.values():
+            await model.aclose()
+
+
+def build_components(config: ExperimentConfig) -> Components:
+    scorer = scorers.create(config.scorer.name, config.scorer.args, where="scorer")
+    # The refusal rate is always reported, so the refusal scorer always runs (it is cheap).
+    extra = [] if scorer.spec.name == "refusal" else [scorers.create("refusal")]
+    built_models = {
+        m.name: models.create(m.backend, m.args, where=f"models[{i}]") for i, m in enumerate(config.models)
+    }
+    sizes = {m.name: m.size for m in config.models}
+    targets = []
+    for i, entry in enumerate(config.targets):
+        deps = {"scorer": scorer} if entry.intervention == "rejection-sampling" else {}
+        intervention = interventions.create(entry.intervention, entry.args, where=f"targets[{i}]", **deps)
+        targets.append(Target(
+            name=entry.label, size=entry.size or sizes[entry.model], model_name=entry.model,
+            model=built_models[entry.model], intervention=intervention,
+        ))
+    built_attacks = {
+        a.label: attacks.create(a.kind, a.args, where=f"attacks[{i}]") for i, a in enumerate(config.attacks)
+    }
+    return Components(built_models, targets, built_attacks, scorer, extra)
+
+
+def unit_id(run_id: str, key: str) -> str:
+    return hashlib.blake2b(f"{run_id}\x00{key}".encode(), digest_size=16).hexdigest()
+
+
+def plan_units(run_id: str, config: ExperimentConfig, components: Components) -> list[WorkUnit]:
+    units = []
+    items = {name: attack.items() for name, attack in components.attacks.items()}
+    for target in components.targets:
+        for name, attack in components.attacks.items():
+            for item in items[name]:
+                for repetition in range(config.repetitions):
+                    key = f"{target.name}|{name}|{item.id}|{repetition}"
+                    units.append(WorkUnit(unit_id(run_id, key), target, name, attack, item, repetition))
+    return units
+
+
+def turn_seed(run_seed: int, unit: WorkUnit, turn_index: int) -> int:
+    """Seeds derive from the unit key, so a resumed conversation samples what it would have sampled."""
+    digest = hashlib.blake2b(f"{run_seed}\x00{unit.key}\x00{turn_index}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % (2**31 - 1024)

@@ -1,0 +1,130 @@
+"""Run the plan: each work unit is a conversation, run concurrently, persisted turn by turn, resumable."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sparring.conversation import Conversation, Sample
+from sparring.errors import ModelError
+from sparring.experiments.build import Components, WorkUnit, turn_seed
+from sparring.experiments.config import ExperimentConfig
+from sparring.experiments.writer import StoreWriter
+from sparring.models.base import SamplingParams
+from sparring.scoring.aggregate import transcript_scores
+from sparring.store.repository import ErrorWrite, FinishWrite, Store, TurnWrite
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    resumed: bool
+    total: int
+    finished: int = 0
+    errors: int = 0
+    turns_written: int = 0
+    stopped: bool = False
+    error_messages: list[str] = field(default_factory=list)
+
+
+class Engine:
+    """Executes one run. The store is sync; it is called from a worker thread through ``StoreWriter``."""
+
+    def __init__(self, config: ExperimentConfig, components: Components, store: Store, run_id: str) -> None:
+        self.config = config
+        self.components = components
+        self.store = store
+        self.run_id = run_id
+        self.params = SamplingParams(
+            n=config.samples_per_turn, temperature=config.sampling.temperature,
+            top_p=config.sampling.top_p, max_tokens=config.sampling.max_tokens,
+        )
+
+    async def execute(
+        self, units: list[WorkUnit], resumed: bool, on_progress: Callable[[int], None] | None = None
+    ) -> RunOutcome:
+        """Run every unit that is not finished yet. SIGINT stops cleanly: committed turns stay."""
+        stored = {c.unit.id: c for c in await asyncio.to_thread(self.store.conversations, self.run_id, ["open", "error"])}
+        todo = [u for u in units if u.id in stored]
+        outcome = RunOutcome(self.run_id, resumed, total=len(units), finished=len(units) - len(todo))
+        if on_progress:
+            on_progress(outcome.finished)
+        limit = asyncio.Semaphore(self.config.concurrency)
+
+        async def guarded(unit: WorkUnit) -> None:
+            async with limit:
+                ok = await self._run_unit(unit, stored[unit.id].conversation, writer, outcome)
+            if ok:
+                outcome.finished += 1
+            else:
+                outcome.errors += 1
+            if on_progress:
+                on_progress(1)
+
+        loop = asyncio.get_running_loop()
+        async with StoreWriter(self.store) as writer:
+            work = asyncio.gather(*(guarded(u) for u in todo))
+            installed = _install_sigint(loop, work)
+            try:
+                await work
+            except asyncio.CancelledError:
+                outcome.stopped = True
+            finally:
+                if installed:
+                    loop.remove_signal_handler(signal.SIGINT)
+        status = "stopped" if outcome.stopped else ("incomplete" if outcome.errors else "finished")
+        await asyncio.to_thread(self.store.set_status, self.run_id, status)
+        return outcome
+
+    async def _run_unit(self, unit: WorkUnit, conversation: Conversation, writer: StoreWriter, outcome: RunOutcome) -> bool:
+        conversation.task_description = unit.item.task_description
+        conversation.target = unit.target.name
+        scorer = self.components.scorer
+        try:
+            while len(conversation.human_turns) < self.config.turns:
+                human = await unit.attack.next_human_turn(unit.item, conversation)
+                if human is None:
+                    break
+                start = len(conversation.turns)
+                conversation.add_human(human)
+                params = self.params.with_seed(turn_seed(self.config.seed, unit, start))
+                completions = await unit.target.respond(conversation, params)
+                if not completions:
+                    raise ModelError("the target returned no samples")
+                samples = [Sample(text=c.text, finish_reason=c.finish_reason, completion_tokens=c.completion_tokens)
+                           for c in completions]
+                for each in self.components.all_scorers:
+                    results = await each.score_many(conversation, [s.text for s in samples])
+                    for sample, result in zip(samples, results):
+                        sample.scores[each.name] = result.value
+                        sample.flagged[each.name] = result.flagged
+                # Without a person, the scorer plays the red teamer: continue from the most harmful sample.
+                picked = min(range(len(samples)), key=lambda i: scorer.harmlessness(samples[i].scores[scorer.name]))
+                conversation.add_assistant(samples, picked)
+                await writer.submit(TurnWrite(unit.id, list(enumerate(conversation.turns))[start:],
+                                              pair_source=f"scorer:{scorer.name}"))
+                outcome.turns_written += 1
+            scores = await transcript_scores(conversation, self.components.all_scorers)
+            await writer.submit(FinishWrite(unit.id, len(conversation.turns), scores))
+            return True
+        except ModelError as error:
+            message = f"{type(error).__name__}: {error}"[:500]
+            outcome.error_messages.append(message)
+            await writer.submit(ErrorWrite(unit.id, message))
+            return False
+
+
+def _install_sigint(loop: asyncio.AbstractEventLoop, work: asyncio.Future) -> bool:
+    """First Ctrl-C cancels the work (committed turns stay); a second one falls back to the default."""
+
+    def stop() -> None:
+        work.cancel()
+        loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, stop)
+        return True
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signal support
+        return False

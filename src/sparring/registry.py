@@ -1,0 +1,88 @@
+"""Components registered by name, built from validated arguments, recorded with every result.
+
+A component class declares a pydantic ``Config`` (``extra="forbid"``) and takes
+it in its constructor. ``Registry.create`` validates user arguments against it,
+so a typo in a TOML key is reported with its path, and ``ComponentSpec`` keeps
+the name and arguments so a report can say exactly what produced a result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from sparring.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """What built a component: its kind, registered name and validated arguments."""
+
+    kind: str
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "args": self.args}
+
+
+def format_validation_error(error: ValidationError, where: str) -> str:
+    lines = []
+    for item in error.errors():
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]).lstrip(".")
+        key = f"{where}.{path}" if where and path else (where or path or "(top level)")
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+        else:
+            lines.append(f"{key}: {item['msg'].removeprefix('Value error, ')}")
+    return "; ".join(lines)
+
+
+class Registry(Generic[T]):
+    """Name -> component class for one kind (models, interventions, attacks, scorers)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._classes: dict[str, type[T]] = {}
+
+    def register(self, name: str) -> Callable[[type[T]], type[T]]:
+        def decorate(cls: type[T]) -> type[T]:
+            if name in self._classes:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            if not isinstance(getattr(cls, "Config", None), type) or not issubclass(cls.Config, BaseModel):  # type: ignore[attr-defined]
+                raise TypeError(f"{cls.__name__} must define a pydantic Config")
+            cls.registered_name = name  # type: ignore[attr-defined]
+            self._classes[name] = cls
+            return cls
+
+        return decorate
+
+    def names(self) -> list[str]:
+        return sorted(self._classes)
+
+    def get(self, name: str, where: str = "") -> type[T]:
+        try:
+            return self._classes[name]
+        except KeyError:
+            known = ", ".join(self.names())
+            prefix = f"{where}: " if where else ""
+            raise ConfigError(f"{prefix}unknown {self.kind} {name!r}; expected one of: {known}") from None
+
+    def validate(self, name: str, args: Mapping[str, Any], where: str = "") -> BaseModel:
+        cls = self.get(name, where)
+        try:
+            return cls.Config.model_validate(dict(args))  # type: ignore[attr-defined]
+        except ValidationError as error:
+            raise ConfigError(format_validation_error(error, where)) from None
+
+    def create(self, name: str, args: Mapping[str, Any] | None = None, where: str = "", **deps: Any) -> T:
+        """Build a component; ``deps`` are live objects (a model, a scorer) not recorded as arguments."""
+        config = self.validate(name, args or {}, where)
+        instance = self._classes[name](config, **deps)  # type: ignore[call-arg]
+        instance.spec = ComponentSpec(self.kind, name, config.model_dump(mode="json"))  # type: ignore[attr-defined]
+        return instance

@@ -1,0 +1,283 @@
+"""Reading and writing runs. Each write is one transaction: a turn is stored whole or not at all."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from sparring.conversation import Conversation, Role, Sample, Turn
+from sparring.errors import ConfigError
+from sparring.store.database import connect
+from sparring.store.schema import (
+    ConversationRow,
+    PairRow,
+    RunRow,
+    ScoreRow,
+    TargetRow,
+    TranscriptScoreRow,
+    UtteranceRow,
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class UnitRecord:
+    """A planned conversation (one work unit) as stored."""
+
+    id: str
+    target: str
+    attack: str
+    item_id: str
+    repetition: int
+    task_description: str
+    red_team_member: str
+
+
+@dataclass
+class TurnWrite:
+    """Turns appended to a conversation (a human turn and the assistant's samples), scores, pairs."""
+
+    conversation_id: str
+    turns: list[tuple[int, Turn]]
+    pair_source: str = ""
+
+
+@dataclass
+class FinishWrite:
+    conversation_id: str
+    n_turns: int
+    transcript_scores: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+@dataclass
+class ErrorWrite:
+    conversation_id: str
+    message: str
+
+
+Write = TurnWrite | FinishWrite | ErrorWrite
+
+
+@dataclass
+class StoredConversation:
+    unit: UnitRecord
+    status: str
+    error: str | None
+    conversation: Conversation
+    transcript_scores: dict[tuple[str, str], float]
+    rating: float | None = None
+
+
+class Store:
+    """Sync persistence API; the async engine calls it from a worker thread."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = connect(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- runs -------------------------------------------------------------------------------
+    def open_run(
+        self,
+        run_id: str,
+        config_hash: str,
+        config_toml: str,
+        components: dict,
+        targets: Sequence[dict],
+        units: Sequence[UnitRecord],
+    ) -> bool:
+        """Create the run and its plan, or check that an existing run has the same config.
+
+        Returns True when the run already existed (a resume). Units missing from
+        an existing plan are added; existing ones are never touched.
+        """
+        with self.engine.begin() as conn:
+            row = conn.execute(select(RunRow.config_hash).where(RunRow.id == run_id)).first()
+            existed = row is not None
+            if existed and row.config_hash != config_hash:
+                raise ConfigError(
+                    f"run {run_id!r} already exists with a different configuration; "
+                    "choose another --run-id to start a new run"
+                )
+            if not existed:
+                conn.execute(insert(RunRow).values(
+                    id=run_id, config_hash=config_hash, config_toml=config_toml, components=components,
+                    status="running", created_at=now(), updated_at=now(),
+                ))
+                conn.execute(insert(TargetRow), [{"run_id": run_id, **t} for t in targets])
+            known = set(conn.scalars(select(ConversationRow.id).where(ConversationRow.run_id == run_id)))
+            fresh = [u for u in units if u.id not in known]
+            if fresh:
+                conn.execute(insert(ConversationRow), [
+                    {**u.__dict__, "run_id": run_id, "status": "open", "n_turns": 0} for u in fresh
+                ])
+            if existed:
+                conn.execute(update(RunRow).where(RunRow.id == run_id).values(status="running", updated_at=now()))
+        return existed
+
+    def set_status(self, run_id: str, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(RunRow).where(RunRow.id == run_id).values(status=status, updated_at=now()))
+
+    def run(self, run_id: str) -> RunRow:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(RunRow).where(RunRow.id == run_id)).first()
+        if row is None:
+            known = ", ".join(self.run_ids()[-10:]) or "none yet"
+            raise ConfigError(f"no run {run_id!r} in {self.url}; recent runs: {known}")
+        return row  # type: ignore[return-value]
+
+    def run_ids(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.scalars(select(RunRow.id).order_by(RunRow.created_at)))
+
+    def runs(self) -> list[RunRow]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(RunRow).order_by(RunRow.created_at)))  # type: ignore[arg-type]
+
+    def targets(self, run_id: str) -> list[TargetRow]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(TargetRow).where(TargetRow.run_id == run_id).order_by(TargetRow.name)))  # type: ignore[arg-type]
+
+    def status_counts(self, run_id: str) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ConversationRow.status, func.count()).where(ConversationRow.run_id == run_id)
+                .group_by(ConversationRow.status)
+            )
+            return {status: count for status, count in rows}
+
+    # -- writes -----------------------------------------------------------------------------
+    def apply(self, writes: Iterable[Write]) -> None:
+        """Apply writes in one transaction (group commit); rows go in with executemany."""
+        utterances: list[dict] = []
+        scores: list[dict] = []
+        pairs: list[dict] = []
+        progress: dict[str, int] = {}
+        finishes: list[FinishWrite] = []
+        errors: list[ErrorWrite] = []
+        for write in writes:
+            if isinstance(write, TurnWrite):
+                _turn_rows(write, utterances, scores, pairs)
+                progress[write.conversation_id] = max(i for i, _ in write.turns) + 1
+            elif isinstance(write, FinishWrite):
+                finishes.append(write)
+            else:
+                errors.append(write)
+        with self.engine.begin() as conn:
+            for table, rows in ((UtteranceRow, utterances), (ScoreRow, scores), (PairRow, pairs)):
+                if rows:
+                    conn.execute(insert(table), rows)
+            for conversation_id, n_turns in progress.items():
+                conn.execute(update(ConversationRow).where(ConversationRow.id == conversation_id)
+                             .values(n_turns=n_turns, status="open", error=None))
+            for finish in finishes:
+                _finish(conn, finish)
+            for error in errors:
+                conn.execute(update(ConversationRow).where(ConversationRow.id == error.conversation_id)
+                             .values(status="error", error=error.message[:2000]))
+
+    # -- reads ------------------------------------------------------------------------------
+    def conversations(self, run_id: str, statuses: Sequence[str] | None = None) -> list[StoredConversation]:
+        """Conversations of a run with their turns, samples and scores, in plan order."""
+        with self.engine.connect() as conn:
+            query = select(ConversationRow).where(ConversationRow.run_id == run_id)
+            if statuses:
+                query = query.where(ConversationRow.status.in_(statuses))
+            rows = list(conn.execute(query.order_by(ConversationRow.target, ConversationRow.attack,
+                                                    ConversationRow.item_id, ConversationRow.repetition)))
+            ids = [r.id for r in rows]
+            utterances: dict[str, list] = defaultdict(list)
+            sample_scores: dict[tuple[str, int, int], list] = defaultdict(list)
+            transcript: dict[str, dict[tuple[str, str], float]] = defaultdict(dict)
+            for chunk in _chunks(ids, 500):
+                for u in conn.execute(select(UtteranceRow).where(UtteranceRow.conversation_id.in_(chunk))
+                                      .order_by(UtteranceRow.turn_index, UtteranceRow.sample_index)):
+                    utterances[u.conversation_id].append(u)
+                for s in conn.execute(select(ScoreRow).where(ScoreRow.conversation_id.in_(chunk))):
+                    sample_scores[(s.conversation_id, s.turn_index, s.sample_index)].append(s)
+                for t in conn.execute(select(TranscriptScoreRow).where(TranscriptScoreRow.conversation_id.in_(chunk))):
+                    transcript[t.conversation_id][(t.scorer, t.aggregate)] = t.value
+        out = []
+        for row in rows:
+            unit = UnitRecord(row.id, row.target, row.attack, row.item_id, row.repetition,
+                              row.task_description, row.red_team_member)
+            conversation = Conversation(task_description=row.task_description, target=row.target,
+                                        turns=_rebuild_turns(row.id, utterances[row.id], sample_scores))
+            out.append(StoredConversation(unit, row.status, row.error, conversation, transcript[row.id], row.rating))
+        return out
+
+    def pairs(self, run_id: str) -> list[tuple[str, int, int, int, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(PairRow.conversation_id, PairRow.turn_index, PairRow.chosen_sample,
+                       PairRow.rejected_sample, PairRow.source)
+                .join(ConversationRow, ConversationRow.id == PairRow.conversation_id)
+                .where(ConversationRow.run_id == run_id)
+            )
+            return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def _turn_rows(write: TurnWrite, utterances: list[dict], scores: list[dict], pairs: list[dict]) -> None:
+    cid = write.conversation_id
+    for index, turn in write.turns:
+        for s_index, sample in enumerate(turn.samples):
+            utterances.append({
+                "conversation_id": cid, "turn_index": index, "sample_index": s_index, "role": turn.role.value,
+                "text": sample.text, "picked": s_index == turn.picked, "finish_reason": sample.finish_reason,
+                "completion_tokens": sample.completion_tokens,
+            })
+            for scorer, value in sample.scores.items():
+                scores.append({
+                    "conversation_id": cid, "turn_index": index, "sample_index": s_index, "scorer": scorer,
+                    "value": value, "flagged": sample.flagged.get(scorer, False),
+                })
+        if turn.role is Role.ASSISTANT and write.pair_source:
+            for s_index in range(len(turn.samples)):
+                if s_index != turn.picked:
+                    pairs.append({"conversation_id": cid, "turn_index": index, "chosen_sample": s_index,
+                                  "rejected_sample": turn.picked, "source": write.pair_source})
+
+
+def _finish(conn: Connection, finish: FinishWrite) -> None:
+    if finish.transcript_scores:
+        conn.execute(insert(TranscriptScoreRow), [
+            {"conversation_id": finish.conversation_id, "scorer": scorer, "aggregate": aggregate, "value": value}
+            for (scorer, aggregate), value in finish.transcript_scores.items()
+        ])
+    conn.execute(update(ConversationRow).where(ConversationRow.id == finish.conversation_id)
+                 .values(status="finished", n_turns=finish.n_turns, error=None, finished_at=now()))
+
+
+def _rebuild_turns(cid: str, rows: list, scores: dict[tuple[str, int, int], list]) -> list[Turn]:
+    turns: list[Turn] = []
+    by_turn: dict[int, list] = defaultdict(list)
+    for row in rows:
+        by_turn[row.turn_index].append(row)
+    for index in sorted(by_turn):
+        samples, picked = [], 0
+        for row in by_turn[index]:
+            found = scores.get((cid, index, row.sample_index), [])
+            samples.append(Sample(
+                text=row.text, finish_reason=row.finish_reason, completion_tokens=row.completion_tokens,
+                scores={s.scorer: s.value for s in found}, flagged={s.scorer: s.flagged for s in found},
+            ))
+            if row.picked:
+                picked = row.sample_index
+        turns.append(Turn(role=Role(by_turn[index][0].role), samples=samples, picked=picked))
+    return turns
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

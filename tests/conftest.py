@@ -1,0 +1,77 @@
+"""Shared fixtures: real data from ../shared/data, scripted experiment configs, databases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_shared_data() -> Path | None:
+    env = os.environ.get("SPARRING_SHARED_DATA")
+    if env:
+        return Path(env)
+    for parent in ROOT.parents:
+        candidate = parent / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = find_shared_data()
+    if path is None:
+        pytest.skip("../shared/data not found (set SPARRING_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'sparring.db'}"
+
+
+def scripted_toml(**overrides: object) -> str:
+    """A small experiment on the scripted model: 2 targets x the bundled hh-rlhf replay."""
+    head = {"name": "scripted", "turns": 3, "samples_per_turn": 2, "concurrency": 8}
+    head.update({k: v for k, v in overrides.items() if not k.startswith("model_")})
+    model_args = {k.removeprefix("model_"): v for k, v in overrides.items() if k.startswith("model_")}
+    lines = [f"{k} = {_toml(v)}" for k, v in head.items() if k != "limit"]
+    lines += ["[[models]]", 'name = "fake"', 'backend = "scripted"', 'size = "1M"']
+    lines += [f"{k} = {_toml(v)}" for k, v in model_args.items()]
+    lines += ["[[targets]]", 'model = "fake"', 'intervention = "plain"']
+    lines += ["[[targets]]", 'model = "fake"', 'intervention = "rejection-sampling"', "k = 4"]
+    lines += ["[[attacks]]", 'kind = "hh-rlhf"', f"limit = {overrides.get('limit', 10)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the PostgreSQL server at 127.0.0.1:5432 (trust auth), dropped afterwards."""
+    psycopg = pytest.importorskip("psycopg")
+    admin = os.environ.get("SPARRING_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+    name = f"sparring_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as error:
+        pytest.skip(f"PostgreSQL not reachable at {admin}: {error}")
+    base = admin.rsplit("/", 1)[0]
+    yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

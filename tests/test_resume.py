@@ -1,0 +1,106 @@
+"""Killing a run (SIGKILL or Ctrl-C) and rerunning the same command loses, duplicates and half-counts nothing."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from conftest import scripted_toml
+from sparring.experiments import parse_config, run_experiment
+from sparring.store import Store
+
+SLOW = dict(limit=10, concurrency=3, model_delay_s=0.15)
+
+
+def sparring(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from sparring.cli import main; main()", *args]
+
+
+def wait_for_turns(db: Path, minimum: int, process: subprocess.Popen, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "the run finished before it could be interrupted"
+            if db.exists():
+                try:
+                    with engine.connect() as conn:
+                        count = conn.execute(text("select count(*) from utterances where role='assistant'")).scalar()
+                except Exception:  # the schema is being created
+                    count = 0
+                if count >= minimum:
+                    return count
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+    raise AssertionError("no progress was written in time")
+
+
+def transcripts(url: str, run_id: str) -> dict[str, str]:
+    return {c.unit.id: c.conversation.to_hh() for c in Store(url).conversations(run_id)}
+
+
+def check_integrity(url: str, run_id: str) -> None:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "select c.id, c.n_turns, count(distinct u.turn_index), max(u.turn_index) "
+            "from conversations c join utterances u on u.conversation_id = c.id "
+            "where c.run_id = :r group by c.id, c.n_turns"), {"r": run_id}).all()
+        statuses = conn.execute(text("select status, count(*) from conversations where run_id=:r group by status"),
+                                {"r": run_id}).all()
+    engine.dispose()
+    assert dict(statuses) == {"finished": 20}
+    for _, n_turns, distinct_turns, last in rows:
+        assert n_turns == distinct_turns == last + 1  # contiguous turns, none missing or doubled
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> dict[str, str]:
+    """The same plan run without interruption, in another database."""
+    config_text = scripted_toml(**{**SLOW, "model_delay_s": 0.0})
+    url = f"sqlite:///{tmp_path / 'reference.db'}"
+    outcome = run_experiment(parse_config(config_text), config_text, Store(url), "resumable")
+    return transcripts(url, outcome.run_id)
+
+
+def test_sigkill_then_rerun_finishes_the_plan_exactly(tmp_path: Path, reference):
+    config = tmp_path / "exp.toml"
+    # the delay only slows the scripted model; it does not change what it says
+    config.write_text(scripted_toml(**SLOW))
+    db = tmp_path / "run.db"
+    command = sparring("run", str(config), "--db", f"sqlite:///{db}", "--run-id", "resumable")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_turns(db, 8, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    partial = transcripts(f"sqlite:///{db}", "resumable")
+    assert sum(bool(t) for t in partial.values()) < 20  # really interrupted
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    check_integrity(f"sqlite:///{db}", "resumable")
+    assert transcripts(f"sqlite:///{db}", "resumable") == reference
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, reference):
+    config = tmp_path / "exp.toml"
+    config.write_text(scripted_toml(**SLOW))
+    db = tmp_path / "run.db"
+    command = sparring("run", str(config), "--db", f"sqlite:///{db}", "--run-id", "resumable")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_turns(db, 8, process)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err[-2000:]
+    assert "Stopped" in err and "resume" in err
+    assert Store(f"sqlite:///{db}").run("resumable").status == "stopped"
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "(finished)" in finished.stdout
+    check_integrity(f"sqlite:///{db}", "resumable")
+    assert transcripts(f"sqlite:///{db}", "resumable") == reference
