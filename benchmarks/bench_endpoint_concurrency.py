@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> float:
         server.terminate()
         server.wait(10)
     ideal = args.requests / args.concurrency * delay_s
-    ratio = wall / ideal
+    ratio = float(wall / ideal)
     verdict = "OK" if ratio <= GOAL else "SLOW"
     print(
         f"endpoint concurrency: {args.requests} requests, C={args.concurrency}, delay={args.delay_ms:g} ms: "

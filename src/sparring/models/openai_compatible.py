@@ -15,14 +15,13 @@ import email.utils
 import logging
 import os
 import random
+import ssl
 import time
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sparring.errors import ConfigError, ModelError
 from sparring.models.base import Completion, Mode, Model, Prompt, SamplingParams, models
@@ -85,6 +84,13 @@ class OpenAIConfig(BaseModel):
     concurrency: int = Field(8, ge=1, description="max in-flight requests per base_url, shared by all instances")
     use_n: bool = Field(False, description="one request with n; off: n requests with seeds seed+i (works everywhere)")
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://, e.g. http://127.0.0.1:8000/v1")
+        return value
+
 
 @models.register("openai")
 class OpenAICompatibleModel(Model):
@@ -98,14 +104,13 @@ class OpenAICompatibleModel(Model):
         self.base_url = config.base_url.rstrip("/")
         if config.api_key_env and not os.environ.get(config.api_key_env):
             raise ConfigError(f"api_key_env: environment variable {config.api_key_env} is not set")
-        self._ssl: Any = None
+        self._ssl: ssl.SSLContext | None = None
         self._clients: list[httpx.AsyncClient] = []
         self._lanes: asyncio.Queue[httpx.AsyncClient | None] | None = None
         self._lanes_loop: asyncio.AbstractEventLoop | None = None
 
-    @asynccontextmanager
-    async def _lane(self) -> AsyncIterator[httpx.AsyncClient]:
-        """Borrow one of ``concurrency`` single-connection clients.
+    async def _borrow(self) -> tuple[asyncio.Queue[httpx.AsyncClient | None], httpx.AsyncClient]:
+        """Borrow one of ``concurrency`` single-connection clients (give it back to the returned queue).
 
         httpcore's pool rescans every connection on each request, so one client with C
         connections costs O(C) per request; C clients of one connection each stay O(1).
@@ -119,13 +124,10 @@ class OpenAICompatibleModel(Model):
                 self._lanes.put_nowait(None)  # a client is made on first use
         lanes = self._lanes
         client = await lanes.get()
-        try:
-            if client is None:
-                client = self._new_client()
-                self._clients.append(client)
-            yield client
-        finally:
-            lanes.put_nowait(client)
+        if client is None:
+            client = self._new_client()
+            self._clients.append(client)
+        return lanes, client
 
     def _new_client(self) -> httpx.AsyncClient:
         if self._ssl is None:  # building a TLS context costs ~30 ms: share it between lanes
@@ -143,11 +145,9 @@ class OpenAICompatibleModel(Model):
     async def sample(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
         if params.n <= 0:
             return []
-        if self.config.use_n:
+        if self.config.use_n or params.n == 1:
             return await self._request(prompt, params, params.seed, params.n)
-        tasks = [
-            asyncio.create_task(self._request(prompt, params, params.seed + i, 1)) for i in range(params.n)
-        ]
+        tasks = [asyncio.create_task(self._request(prompt, params, params.seed + i, 1)) for i in range(params.n)]
         try:
             results = await asyncio.gather(*tasks)
         except BaseException:
@@ -158,12 +158,9 @@ class OpenAICompatibleModel(Model):
         return [completion for result in results for completion in result]
 
     def _body(self, prompt: Prompt, params: SamplingParams, seed: int, n: int) -> tuple[str, dict[str, Any]]:
-        body: dict[str, Any] = {
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "max_tokens": params.max_tokens,
-            "seed": seed,
-        }
+        body: dict[str, Any] = dict(
+            temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens, seed=seed
+        )
         if self.config.model:
             body["model"] = self.config.model
         if n != 1:
@@ -192,8 +189,12 @@ class OpenAICompatibleModel(Model):
         for attempt in range(1, attempts + 1):
             wait: float | None = None
             try:
-                async with limit, self._lane() as client:  # held in flight only, not while backing off
-                    response = await client.post(url, json=body)
+                async with limit:  # held in flight only, not while backing off
+                    lanes, client = await self._borrow()
+                    try:
+                        response = await client.post(url, json=body)
+                    finally:
+                        lanes.put_nowait(client)
             except httpx.TimeoutException as error:
                 problem = f"timeout ({type(error).__name__})"
             except httpx.TransportError as error:
@@ -217,27 +218,23 @@ class OpenAICompatibleModel(Model):
             if wait is None:  # full jitter: uniform in [0, min(cap, base * 2^k)]
                 ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt - 1))
                 wait = random.uniform(0.0, ceiling)
-            log.warning("openai: %s from %s; retry %d/%d in %.2fs", problem, url, attempt, attempts - 1, wait)
+            log.info("openai: %s from %s; retry %d/%d in %.2fs", problem, url, attempt, attempts - 1, wait)
             await asyncio.sleep(wait)
         raise ModelError(f"openai: {problem} from {url} after {attempts} attempts")
 
     def _parse(self, data: dict[str, Any], path: str, n: int) -> list[Completion]:
         choices = data.get("choices")
-        if not isinstance(choices, list) or len(choices) != n:
-            got = len(choices) if isinstance(choices, list) else "no"
-            raise ModelError(f"openai: {self.base_url}{path} returned {got} choices, expected {n}")
-        usage = data.get("usage") or {}
+        if not isinstance(choices, list) or len(choices) != n or not all(isinstance(c, dict) for c in choices):
+            raise ModelError(f"openai: {self.base_url}{path} did not return {n} choices")
+        usage: dict[str, Any] = data["usage"] if isinstance(data.get("usage"), dict) else {}
         out = []
-        for k, choice in enumerate(sorted(choices, key=lambda c: c.get("index", 0))):
-            if self.config.mode == "raw":
-                text = choice.get("text")
-            else:
-                text = (choice.get("message") or {}).get("content")
-            # With n > 1 the server reports usage for the whole request: keep it on the first
-            # completion so sums over completions stay right.
+        for k, choice in enumerate(sorted(choices, key=lambda c: int(c.get("index") or 0))):
+            message: dict[str, Any] = choice["message"] if isinstance(choice.get("message"), dict) else {}
+            text = choice.get("text") if self.config.mode == "raw" else message.get("content")
+            # With n > 1 usage covers the whole request: it goes on the first completion so sums stay right.
             out.append(
                 Completion(
-                    text=(text or "").strip(),
+                    text=text.strip() if isinstance(text, str) else "",
                     finish_reason=choice.get("finish_reason"),
                     prompt_tokens=usage.get("prompt_tokens") if k == 0 else None,
                     completion_tokens=usage.get("completion_tokens") if k == 0 else None,

@@ -7,8 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, func, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import Engine, bindparam, func, insert, select, update
 
 from sparring.conversation import Conversation, Role, Sample, Turn
 from sparring.errors import ConfigError
@@ -26,6 +25,26 @@ from sparring.store.schema import (
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+# Core tables and prepared statements: the write path runs executemany, not the ORM's per-row work.
+UTTERANCES = UtteranceRow.__table__
+SCORES = ScoreRow.__table__
+PAIRS = PairRow.__table__
+TRANSCRIPT_SCORES = TranscriptScoreRow.__table__
+CONVERSATIONS = ConversationRow.__table__
+_SET_PROGRESS = (
+    CONVERSATIONS.update().where(CONVERSATIONS.c.id == bindparam("cid"))
+    .values(n_turns=bindparam("n"), status="open", error=None)
+)
+_SET_FINISHED = (
+    CONVERSATIONS.update().where(CONVERSATIONS.c.id == bindparam("cid"))
+    .values(status="finished", n_turns=bindparam("n"), error=None, finished_at=bindparam("at"))
+)
+_SET_ERROR = (
+    CONVERSATIONS.update().where(CONVERSATIONS.c.id == bindparam("cid"))
+    .values(status="error", error=bindparam("message"))
+)
 
 
 @dataclass(frozen=True)
@@ -175,17 +194,21 @@ class Store:
             else:
                 errors.append(write)
         with self.engine.begin() as conn:
-            for table, rows in ((UtteranceRow, utterances), (ScoreRow, scores), (PairRow, pairs)):
+            for table, rows in ((UTTERANCES, utterances), (SCORES, scores), (PAIRS, pairs)):
                 if rows:
-                    conn.execute(insert(table), rows)
-            for conversation_id, n_turns in progress.items():
-                conn.execute(update(ConversationRow).where(ConversationRow.id == conversation_id)
-                             .values(n_turns=n_turns, status="open", error=None))
-            for finish in finishes:
-                _finish(conn, finish)
-            for error in errors:
-                conn.execute(update(ConversationRow).where(ConversationRow.id == error.conversation_id)
-                             .values(status="error", error=error.message[:2000]))
+                    conn.execute(table.insert(), rows)
+            if progress:
+                conn.execute(_SET_PROGRESS, [{"cid": cid, "n": n} for cid, n in progress.items()])
+            transcript = [
+                {"conversation_id": f.conversation_id, "scorer": scorer, "aggregate": aggregate, "value": value}
+                for f in finishes for (scorer, aggregate), value in f.transcript_scores.items()
+            ]
+            if transcript:
+                conn.execute(TRANSCRIPT_SCORES.insert(), transcript)
+            if finishes:
+                conn.execute(_SET_FINISHED, [{"cid": f.conversation_id, "n": f.n_turns, "at": now()} for f in finishes])
+            if errors:
+                conn.execute(_SET_ERROR, [{"cid": e.conversation_id, "message": e.message[:2000]} for e in errors])
 
     # -- reads ------------------------------------------------------------------------------
     def conversations(self, run_id: str, statuses: Sequence[str] | None = None) -> list[StoredConversation]:
@@ -247,16 +270,6 @@ def _turn_rows(write: TurnWrite, utterances: list[dict], scores: list[dict], pai
                 if s_index != turn.picked:
                     pairs.append({"conversation_id": cid, "turn_index": index, "chosen_sample": s_index,
                                   "rejected_sample": turn.picked, "source": write.pair_source})
-
-
-def _finish(conn: Connection, finish: FinishWrite) -> None:
-    if finish.transcript_scores:
-        conn.execute(insert(TranscriptScoreRow), [
-            {"conversation_id": finish.conversation_id, "scorer": scorer, "aggregate": aggregate, "value": value}
-            for (scorer, aggregate), value in finish.transcript_scores.items()
-        ])
-    conn.execute(update(ConversationRow).where(ConversationRow.id == finish.conversation_id)
-                 .values(status="finished", n_turns=finish.n_turns, error=None, finished_at=now()))
 
 
 def _rebuild_turns(cid: str, rows: list, scores: dict[tuple[str, int, int], list]) -> list[Turn]:
