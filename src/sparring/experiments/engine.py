@@ -82,6 +82,7 @@ class Engine:
         conversation.task_description = unit.item.task_description
         conversation.target = unit.target.name
         scorer = self.components.scorer
+        pending: list[asyncio.Future[None]] = []
         try:
             while len(conversation.human_turns) < self.config.turns:
                 human = await unit.attack.next_human_turn(unit.item, conversation)
@@ -103,13 +104,17 @@ class Engine:
                 # Without a person, the scorer plays the red teamer: continue from the most harmful sample.
                 picked = min(range(len(samples)), key=lambda i: scorer.harmlessness(samples[i].scores[scorer.name]))
                 conversation.add_assistant(samples, picked)
-                await writer.submit(TurnWrite(unit.id, list(enumerate(conversation.turns))[start:],
-                                              pair_source=f"scorer:{scorer.name}"))
+                # The next turn is generated while this one commits (group commit, in order); the
+                # conversation only counts as finished once every turn of it is committed.
+                pending.append(writer.enqueue(TurnWrite(unit.id, list(enumerate(conversation.turns))[start:],
+                                                        pair_source=f"scorer:{scorer.name}")))
                 outcome.turns_written += 1
             scores = await transcript_scores(conversation, self.components.all_scorers)
             await writer.submit(FinishWrite(unit.id, len(conversation.turns), scores))
+            await asyncio.gather(*pending)
             return True
         except ModelError as error:
+            await asyncio.gather(*pending)
             message = f"{type(error).__name__}: {error}"[:500]
             outcome.error_messages.append(message)
             await writer.submit(ErrorWrite(unit.id, message))

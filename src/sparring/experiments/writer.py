@@ -27,10 +27,14 @@ class StoreWriter:
         if self._task is not None:
             await asyncio.shield(self._task)
 
-    async def submit(self, write: Write) -> None:
+    def enqueue(self, write: Write) -> asyncio.Future[None]:
+        """Queue a write; the future resolves once it is committed. Writes commit in queue order."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((write, future))
-        await future
+        return future
+
+    async def submit(self, write: Write) -> None:
+        await self.enqueue(write)
 
     async def _loop(self) -> None:
         closing = False

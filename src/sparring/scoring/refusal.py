@@ -12,6 +12,7 @@ Measured against human labels on XSTest completions (tests/test_refusal_scorer.p
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -137,3 +138,7 @@ class RefusalScorer(Scorer):
     async def score(self, context: Conversation, response: str) -> Score:
         value = self.grade(response)
         return Score(value=value, flagged=value == 1.0)
+
+    async def score_many(self, context: Conversation, responses: Sequence[str]) -> list[Score]:
+        """Pure CPU and microseconds each: no task per response."""
+        return [Score(value=v, flagged=v == 1.0) for v in map(self.grade, responses)]
