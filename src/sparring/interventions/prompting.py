@@ -25,7 +25,7 @@ def render_dialogue(turns: list[list[str]]) -> str:
     return "".join(HUMAN_PREFIX + human + ASSISTANT_PREFIX + assistant for human, assistant in turns)
 
 
-class BareConfig(BaseModel):
+class NoArguments(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -35,17 +35,13 @@ class Bare(PromptIntervention):
 
     description = "No prompt added; the model as it is."
     model_type = "model"
-    Config = BareConfig
+    Config = NoArguments
 
-    def __init__(self, config: BareConfig) -> None:
+    def __init__(self, config: NoArguments) -> None:
         self.config = config
 
     def preamble(self) -> str:
         return ""
-
-
-class PlainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 @interventions.register("plain")
@@ -54,9 +50,9 @@ class Plain(PromptIntervention):
 
     description = "1-shot prompt with one 3-turn Human/Assistant dialogue."
     model_type = "plain lm"
-    Config = PlainConfig
+    Config = NoArguments
 
-    def __init__(self, config: PlainConfig) -> None:
+    def __init__(self, config: NoArguments) -> None:
         self.config = config
         self._text = render_dialogue(hhh_prompt_data()["one_shot"]).lstrip("\n") + DIALOGUE_SEPARATOR
 
