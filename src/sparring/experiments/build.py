@@ -51,6 +51,8 @@ class Components:
     async def aclose(self) -> None:
         for model in self.models.values():
             await model.aclose()
+        for scorer in self.all_scorers:
+            await scorer.aclose()
 
 
 def build_components(config: ExperimentConfig) -> Components:

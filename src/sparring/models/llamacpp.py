@@ -7,27 +7,20 @@ models such as Gemma 3 270M, used as a plain LM). N samples are N seeds.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import os
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sparring.compute_thread import run_on_compute_thread
 from sparring.errors import ConfigError, ModelError
 from sparring.models.base import Completion, Mode, Model, Prompt, SamplingParams, models
 from sparring.models.raw_format import raw_stops, render_raw
 
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-# Generation is CPU-bound and one call uses every core, so all llama.cpp work in
-# the process runs on one dedicated thread: calls take turns instead of
-# thrashing, and llama.cpp's OpenMP team is created once (a team per calling
-# thread, each spin-waiting, slowed generation by ~30% when calls hopped threads).
-_LLAMA_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
 
 
 def embedded_model_path() -> Path:
@@ -84,8 +77,7 @@ class LlamaCppModel(Model):
         return llama
 
     async def sample(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_LLAMA_THREAD, self._sample_blocking, prompt, params)
+        return await run_on_compute_thread(self._sample_blocking, prompt, params)
 
     def _sample_blocking(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
         llama = self._context(prompt.preamble)
@@ -117,7 +109,7 @@ class LlamaCppModel(Model):
         )
 
     async def aclose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(_LLAMA_THREAD, self._close_blocking)
+        await run_on_compute_thread(self._close_blocking)
 
     def _close_blocking(self) -> None:
         for llama in self._contexts.values():

@@ -47,8 +47,15 @@ class Scorer(ABC):
         """Score ``response`` as the next assistant turn after ``context``."""
 
     async def score_many(self, context: Conversation, responses: Sequence[str]) -> list[Score]:
-        """Score alternative responses to the same context; batch-capable scorers override this."""
-        return list(await asyncio.gather(*(self.score(context, r) for r in responses)))
+        """Score alternative responses to the same context."""
+        return await self.score_batch([(context, response) for response in responses])
+
+    async def score_batch(self, items: Sequence[tuple[Conversation, str]]) -> list[Score]:
+        """Score many (context, response) items; batch-capable scorers override this one method."""
+        return list(await asyncio.gather(*(self.score(context, response) for context, response in items)))
+
+    async def aclose(self) -> None:
+        """Release resources (a judge's model connection)."""
 
     def harmlessness(self, value: float) -> float:
         """The value on the common axis: higher = more harmless."""

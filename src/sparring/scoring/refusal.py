@@ -139,6 +139,6 @@ class RefusalScorer(Scorer):
         value = self.grade(response)
         return Score(value=value, flagged=value == 1.0)
 
-    async def score_many(self, context: Conversation, responses: Sequence[str]) -> list[Score]:
+    async def score_batch(self, items: Sequence[tuple[Conversation, str]]) -> list[Score]:
         """Pure CPU and microseconds each: no task per response."""
-        return [Score(value=v, flagged=v == 1.0) for v in map(self.grade, responses)]
+        return [Score(value=v, flagged=v == 1.0) for v in (self.grade(response) for _, response in items)]
