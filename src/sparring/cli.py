@@ -9,15 +9,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sparring.errors import SparringError
+from sparring.terminal import console, err
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Red team language models, end to end.")
-console = Console(width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True)
 
 DbOption = Annotated[
     Optional[str],
@@ -90,6 +88,16 @@ def export(
     result = export_run(_store(_database_url(db)), run_id, output)
     console.print(f"{result.conversations} conversations and {result.pairs} comparison pairs written to "
                   f"{escape(str(result.directory))}")
+
+
+def _register_scoring_commands() -> None:
+    from sparring.pm_cli import pm_app, score
+
+    app.command()(score)
+    app.add_typer(pm_app, name="pm")
+
+
+_register_scoring_commands()
 
 
 @app.command()

@@ -52,3 +52,50 @@ def write_released(records: list[dict[str, Any]], path: Path) -> None:
     with gzip.open(partial, "wt", encoding="utf-8") as handle:
         json.dump(records, handle, ensure_ascii=False)
     partial.replace(path)
+
+
+RELEASED_FIELDS: dict[str, tuple[type, ...]] = {
+    "transcript": (str,),
+    "min_harmlessness_score_transcript": (float, int),
+    "num_params": (str,),
+    "model_type": (str,),
+    "rating": (float, int),
+    "task_description": (str,),
+    "task_descripton_harmlessness_score": (float, int),
+    "red_team_member_id": (str, int),
+    "is_upworker": (bool,),
+    "tags": (list, type(None)),
+}
+
+
+def is_released_file(path: Path) -> bool:
+    """The released file is one JSON array (gzipped or not), whatever its name says."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
+        return handle.read(64).lstrip().startswith("[")
+
+
+def read_released(path: Path) -> list[dict[str, Any]]:
+    """Read and check a released-format file; errors name the record number and field."""
+    from sparring.errors import DataFormatError
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
+            data = json.load(handle)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataFormatError(f"{path}: not a (gzipped) JSON array: {error}") from None
+    if not isinstance(data, list):
+        raise DataFormatError(f"{path}: expected ONE JSON array of transcripts, got {type(data).__name__}")
+    for index, record in enumerate(data):
+        if not isinstance(record, dict):
+            raise DataFormatError(f"{path}: record {index}: expected an object")
+        for field, types in RELEASED_FIELDS.items():
+            if field not in record:
+                raise DataFormatError(f"{path}: record {index}: missing field {field!r}")
+            value = record[field]
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+                raise DataFormatError(f"{path}: record {index}: field {field!r} must be {expected}, "
+                                      f"got {type(value).__name__}")
+    return data

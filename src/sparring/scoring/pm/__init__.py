@@ -10,3 +10,7 @@ Public API (used by the ``pm`` scorer, the CLI and evaluation):
 - ``default_pm_path()``: the PM shipped in the package (``sparring/data/pm``).
 - ``train_preference_model(pairs, seed=0, ...) -> PreferenceModel`` in ``sparring.scoring.pm.train``.
 """
+
+from sparring.scoring.pm.model import PreferenceModel, default_pm_path
+
+__all__ = ["PreferenceModel", "default_pm_path"]

@@ -1,0 +1,108 @@
+"""``sparring score``: add a scorer's values to red-team files (released format, hh-rlhf pairs, Sparring export)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sparring.conversation import Conversation, Role
+from sparring.datasets.export import TRANSCRIPTS
+from sparring.datasets.hh_rlhf import read_pairs
+from sparring.datasets.released_format import is_released_file, read_released, write_released
+from sparring.errors import DataFormatError
+from sparring.scoring.base import Scorer
+
+BATCH = 1024
+
+
+@dataclass(frozen=True)
+class ScoredFile:
+    output: Path
+    kind: str
+    records: int
+    utterances: int
+
+
+def scored_path(path: Path) -> Path:
+    """``x.jsonl.gz`` -> ``x.scored.jsonl.gz``, next to the input."""
+    suffixes = "".join(path.suffixes)
+    return path.with_name(path.name[: len(path.name) - len(suffixes)] + ".scored" + suffixes)
+
+
+async def score_file(path: Path, scorer: Scorer, output: Path | None = None) -> ScoredFile:
+    if path.is_dir():
+        path = path / TRANSCRIPTS
+    if not path.is_file():
+        raise DataFormatError(f"{path}: file not found")
+    output = output or scored_path(path)
+    if is_released_file(path):
+        return await _score_released(path, scorer, output)
+    return await _score_pairs(path, scorer, output)
+
+
+async def _score_all(scorer: Scorer, items: list[tuple[Conversation, str]]) -> list[float]:
+    values: list[float] = []
+    for start in range(0, len(items), BATCH):
+        scores = await scorer.score_batch(items[start:start + BATCH])
+        values += [scorer.harmlessness(s.value) for s in scores]
+    return values
+
+
+async def _score_released(path: Path, scorer: Scorer, output: Path) -> ScoredFile:
+    """Every assistant utterance given what came before; the transcript minimum and the task description."""
+    records = read_released(path)
+    items: list[tuple[Conversation, str]] = []
+    owners: list[int] = []
+    for index, record in enumerate(records):
+        try:
+            conversation = Conversation.from_hh(record["transcript"])
+        except ValueError as error:
+            raise DataFormatError(f"{path}: record {index}: field 'transcript': {error}") from None
+        for turn_index, turn in enumerate(conversation.turns):
+            if turn.role is Role.ASSISTANT:
+                items.append((Conversation(turns=conversation.turns[:turn_index]), turn.text))
+                owners.append(index)
+        items.append((Conversation(), record["task_description"]))
+        owners.append(-1 - index)  # marks the task description
+    values = await _score_all(scorer, items)
+    per_record: dict[int, list[float]] = {}
+    for owner, value in zip(owners, values):
+        if owner < 0:
+            records[-1 - owner]["task_descripton_harmlessness_score"] = value
+        else:
+            per_record.setdefault(owner, []).append(value)
+    for index, record in enumerate(records):
+        utterances = per_record.get(index, [])
+        record["harmlessness_scores"] = utterances
+        if utterances:
+            record["min_harmlessness_score_transcript"] = min(utterances)
+        record["harmlessness_scorer"] = scorer.spec.as_dict()
+    write_released(records, output)
+    return ScoredFile(output, "released red-team format", len(records), len(owners))
+
+
+async def _score_pairs(path: Path, scorer: Scorer, output: Path) -> ScoredFile:
+    """hh-rlhf pairs: the final assistant utterance of each side, given its context."""
+    pairs = list(read_pairs(path))
+    items: list[tuple[Conversation, str]] = []
+    for pair in pairs:
+        for text in (pair.chosen, pair.rejected):
+            conversation = Conversation.from_hh(text)
+            if not conversation.turns or conversation.turns[-1].role is not Role.ASSISTANT:
+                raise DataFormatError(f"{path}:{pair.line}: a comparison must end with an assistant turn")
+            items.append((Conversation(turns=conversation.turns[:-1]), conversation.turns[-1].text))
+    values = await _score_all(scorer, items)
+    rows: list[dict[str, Any]] = [
+        {"chosen": p.chosen, "rejected": p.rejected, "chosen_score": values[2 * i], "rejected_score": values[2 * i + 1]}
+        for i, p in enumerate(pairs)
+    ]
+    partial = output.with_name(output.name + ".partial")
+    opener = gzip.open if output.suffix == ".gz" else open
+    with opener(partial, "wt", encoding="utf-8") as handle:  # type: ignore[operator]
+        for row in rows:
+            handle.write(json.dumps({**row, "scorer": scorer.spec.name}, ensure_ascii=False) + "\n")
+    partial.replace(output)
+    return ScoredFile(output, "hh-rlhf comparison pairs", len(rows), len(items))

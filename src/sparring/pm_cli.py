@@ -1,0 +1,96 @@
+"""``sparring pm ...`` and ``sparring score``: train, evaluate and apply harmlessness scorers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from sparring.terminal import console
+
+pm_app = typer.Typer(no_args_is_help=True, help="The harmlessness preference model: train, evaluate.")
+
+ScorerOption = Annotated[str, typer.Option("--scorer", help="Any registered scorer (pm, refusal, composite, ...).")]
+PMOption = Annotated[Optional[Path], typer.Option("--pm", help="A PM directory; default: the shipped PM.")]
+
+
+def make_scorer(name: str, pm: Path | None):  # type: ignore[no-untyped-def]
+    from sparring.scoring import scorers
+
+    args = {"path": str(pm)} if pm is not None and name == "pm" else {}
+    return scorers.create(name, args, where="--scorer")
+
+
+def score(
+    path: Annotated[Path, typer.Argument(help="Released red-team file, hh-rlhf pairs JSONL, or a `sparring export` directory.")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Default: NAME.scored.EXT beside the input.")] = None,
+    scorer: ScorerOption = "pm",
+    pm: PMOption = None,
+) -> None:
+    """Add harmlessness scores: every assistant utterance given its context, the transcript minimum, the task description."""
+    from sparring.datasets.score_files import score_file
+
+    async def run():  # type: ignore[no-untyped-def]
+        built = make_scorer(scorer, pm)
+        try:
+            return await score_file(path, built, output)
+        finally:
+            await built.aclose()
+
+    result = asyncio.run(run())
+    console.print(f"{result.records} records ({escape(result.kind)}), {result.utterances} texts scored -> "
+                  f"{escape(str(result.output))}")
+
+
+@pm_app.command("eval")
+def evaluate(
+    pairs: Annotated[Optional[list[Path]], typer.Option("--pairs", help="hh-rlhf pairs: pairwise accuracy.")] = None,
+    labelled: Annotated[Optional[list[Path]], typer.Option(
+        "--labelled", help="(prompt, response, human label) files: JailbreakBench artifacts, XSTest completions, "
+                           "or CSV/JSONL with prompt,response,label.")] = None,
+    scorer: ScorerOption = "pm",
+    pm: PMOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Pairwise accuracy on comparisons; agreement, precision, recall and AUROC on human-labelled files."""
+    from sparring.datasets.hh_rlhf import read_pairs
+    from sparring.scoring.evaluation import evaluate_labelled, pairwise_agreement, read_labelled
+
+    if not pairs and not labelled:
+        raise typer.BadParameter("give --pairs and/or --labelled files")
+
+    async def run() -> list[dict]:
+        built = make_scorer(scorer, pm)
+        rows: list[dict] = []
+        try:
+            for path in pairs or []:
+                items = list(read_pairs(path))
+                rows.append({"file": str(path), "n": len(items),
+                             "pairwise_accuracy": await pairwise_agreement(built, items)})
+            for path in labelled or []:
+                report = await evaluate_labelled(built, read_labelled(path))
+                rows.append({"file": str(path), **report.as_dict()})
+        finally:
+            await built.aclose()
+        return rows
+
+    rows = asyncio.run(run())
+    if as_json:
+        console.print_json(json.dumps({"scorer": scorer, "results": rows}))
+        return
+    table = Table(title=f"scorer {escape(scorer)} vs human judgements")
+    columns = ["file", "n", "pairwise_accuracy", "positives", "agreement", "precision", "recall", "auroc"]
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="left" if column == "file" else "right")
+    for row in rows:
+        cells = [escape(Path(row["file"]).name)]
+        for column in columns[1:]:
+            value = row.get(column)
+            cells.append("-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value))
+        table.add_row(*cells)
+    console.print(table)
