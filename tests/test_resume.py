@@ -1,6 +1,5 @@
 """Killing a run (SIGKILL or Ctrl-C) and rerunning the same command loses, duplicates and half-counts nothing."""
 
-import os
 import signal
 import subprocess
 import sys

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
 
 from sparring.errors import ConfigError
 
@@ -86,3 +87,26 @@ class Registry(Generic[T]):
         instance = self._classes[name](config, **deps)  # type: ignore[call-arg]
         instance.spec = ComponentSpec(self.kind, name, config.model_dump(mode="json"))  # type: ignore[attr-defined]
         return instance
+
+
+def validate_nested(registry: Registry[Any], key: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``{key: name, **args}`` against the named component's Config.
+
+    Raised as a ValidationError so pydantic prefixes the enclosing path and a
+    bad argument is reported as e.g. ``scorer.model.base_url``.
+    """
+    name = spec.get(key)
+    if not isinstance(name, str):
+        raise _error((key,), f"needs a {registry.kind} name (a string)", name)
+    try:
+        cls = registry.get(name)
+    except ConfigError as error:
+        raise _error((key,), str(error), name) from None
+    args = {k: v for k, v in spec.items() if k != key}
+    config = cls.Config.model_validate(args)  # type: ignore[attr-defined]
+    return {key: name, **config.model_dump(mode="json")}
+
+
+def _error(loc: tuple[str, ...], message: str, value: Any) -> ValidationError:
+    kind = PydanticCustomError("component", "{message}", {"message": message})
+    return ValidationError.from_exception_data("component", [{"type": kind, "loc": loc, "input": value}])

@@ -23,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from sparring.conversation import Conversation
 from sparring.scoring.base import Direction, Score, Scorer, scorers
-from sparring.scoring.llm_judge import validate_nested
+from sparring.registry import validate_nested
 
 Rule = Literal["any-harmful", "all-harmful"]
 
@@ -39,7 +39,7 @@ class CompositeConfig(BaseModel):
     parts: list[Annotated[dict[str, Any], AfterValidator(_check_part)]] = Field(
         min_length=1, description="scorers to combine: {name = scorer, ...its arguments}"
     )
-    rule: Rule = Field("any-harmful", description="flag when any part, or every part, judges the response harmful")
+    rule: Rule = Field("all-harmful", description="flag when any part, or every part, judges the response harmful")
     weights: list[Annotated[float, Field(ge=0)]] | None = Field(
         None, description="one per part for the mean value; default: equal"
     )
@@ -92,15 +92,13 @@ class CompositeScorer(Scorer):
         return Score(value=total / sum(self.weights), flagged=flagged)
 
     async def score(self, context: Conversation, response: str) -> Score:
-        return (await self.score_many(context, [response]))[0]
+        return (await self.score_batch([(context, response)]))[0]
 
-    async def score_many(self, context: Conversation, responses: Sequence[str]) -> list[Score]:
-        """Each part scores all responses with its own (possibly batched) score_many."""
-        per_part = await asyncio.gather(*(p.score_many(context, responses) for p in self.parts))
-        return [self.combine([scores[i] for scores in per_part]) for i in range(len(responses))]
+    async def score_batch(self, items: Sequence[tuple[Conversation, str]]) -> list[Score]:
+        """Each part scores every item with its own (possibly batched) score_batch, parts concurrently."""
+        per_part = await asyncio.gather(*(p.score_batch(items) for p in self.parts))
+        return [self.combine([scores[i] for scores in per_part]) for i in range(len(items))]
 
     async def aclose(self) -> None:
         for part in self.parts:
-            close = getattr(part, "aclose", None)  # the Scorer base may not define it yet
-            if close is not None:
-                await close()
+            await part.aclose()
