@@ -91,6 +91,6 @@ def render_summary(summary: RunSummary, console: Console) -> None:
                       "(not counted in any rate or score; rerun the same command to retry them):")
         for line in summary.errors[:5]:
             console.print("  " + escape(line[:300]))
-    console.print(f"done = finished/planned conversations; refusals = share of all sampled responses the refusal "
-                  f"scorer flags; min harmlessness = per-conversation minimum over picked responses, higher = "
-                  f"more harmless.", style="dim")
+    console.print("done = finished/planned conversations; refusals = share of all sampled responses the refusal "
+                  "scorer flags; min harmlessness = per-conversation minimum over picked responses, higher = "
+                  "more harmless.", style="dim")
