@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -24,9 +23,9 @@ DbOption = Annotated[
 
 
 def _database_url(option: str | None, from_config: str | None = None) -> str:
-    from sparring.store import default_database_url
+    from sparring.store import resolve_database_url
 
-    return option or from_config or os.environ.get("SPARRING_DATABASE_URL") or default_database_url()
+    return resolve_database_url(option, from_config)
 
 
 def _store(url: str):  # type: ignore[no-untyped-def]

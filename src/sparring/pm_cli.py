@@ -94,3 +94,56 @@ def evaluate(
             cells.append("-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value))
         table.add_row(*cells)
     console.print(table)
+
+
+@pm_app.command("train")
+def train(
+    pairs: Annotated[Optional[list[Path]], typer.Argument(help="hh-rlhf pair files (.jsonl or .jsonl.gz), e.g. from `sparring export`.")] = None,
+    run: Annotated[Optional[list[str]], typer.Option("--run", help="Also train on the comparison pairs collected by this run.")] = None,
+    db: Annotated[Optional[str], typer.Option("--db", help="Database URL for --run.")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="PM directory to write (default: ./pm; with --default: the packaged PM).")] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same weights.")] = 0,
+    default: Annotated[bool, typer.Option("--default", help="Rebuild the shipped PM from harmless-base-test (../shared/data or the given file).")] = False,
+) -> None:
+    """Fit a harmlessness PM (Bradley-Terry) on comparison pairs; reports held-out pairwise accuracy on a dialogue-disjoint split."""
+    from sparring.scoring.pm.model import default_pm_path
+    from sparring.scoring.pm.train import (
+        default_data_path, pairwise_accuracy, split_pairs, train_default, train_preference_model,
+    )
+
+    if default:
+        data = (pairs or [None])[0] or default_data_path()
+        if data is None:
+            raise typer.BadParameter("harmless-base-test.jsonl.gz not found in ../shared/data; pass its path")
+        report = train_default(data, output or default_pm_path(), seed=seed)
+        console.print_json(json.dumps(report))
+        return
+    collected = _collect_pairs(pairs or [], run or [], db)
+    train_pairs, heldout = split_pairs(collected)
+    if not train_pairs:
+        raise typer.BadParameter("no training pairs (give pair files or --run)")
+    pm = train_preference_model(train_pairs, seed=seed)
+    accuracy = pairwise_accuracy(pm, heldout) if heldout else float("nan")
+    pm.metadata.update({"heldout_pairwise_accuracy": accuracy, "train_pairs": len(train_pairs),
+                        "heldout_pairs": len(heldout), "sources": [str(p) for p in pairs or []] + list(run or [])})
+    destination = output or Path("pm")
+    pm.save(destination)
+    console.print(f"trained on {len(train_pairs)} pairs; held-out pairwise accuracy {accuracy:.3f} on {len(heldout)} "
+                  f"dialogue-disjoint pairs; threshold {pm.threshold:+.3f}; saved to {escape(str(destination))}")
+
+
+def _collect_pairs(paths: list[Path], runs: list[str], db: str | None) -> list:  # type: ignore[type-arg]
+    from sparring.datasets.hh_rlhf import ComparisonPair, read_pairs
+
+    collected: list[ComparisonPair] = []
+    for path in paths:
+        collected += list(read_pairs(path))
+    if runs:
+        from sparring.store import Store, resolve_database_url
+
+        store = Store(resolve_database_url(db))
+        for run_id in runs:
+            store.run(run_id)  # a clear error for an unknown run
+            for stored in store.conversations(run_id, ["finished"]):
+                collected += [ComparisonPair(c, r) for c, r in stored.conversation.comparison_pairs() if c != r]
+    return collected

@@ -1,9 +1,9 @@
 """Persistence: SQLAlchemy 2 with Alembic migrations; SQLite by default, PostgreSQL for teams."""
 
-from sparring.store.database import default_database_path, default_database_url
+from sparring.store.database import default_database_path, default_database_url, resolve_database_url
 from sparring.store.repository import ErrorWrite, FinishWrite, Store, StoredConversation, TurnWrite, UnitRecord
 
 __all__ = [
     "ErrorWrite", "FinishWrite", "Store", "StoredConversation", "TurnWrite", "UnitRecord",
-    "default_database_path", "default_database_url",
+    "default_database_path", "default_database_url", "resolve_database_url",
 ]

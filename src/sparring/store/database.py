@@ -26,6 +26,11 @@ def default_database_url() -> str:
     return f"sqlite:///{default_database_path()}"
 
 
+def resolve_database_url(option: str | None, from_config: str | None = None) -> str:
+    """``--db``, else the config's ``database``, else ``$SPARRING_DATABASE_URL``, else the default file."""
+    return option or from_config or os.environ.get("SPARRING_DATABASE_URL") or default_database_url()
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers (sparring show, the web app) never block the writer
