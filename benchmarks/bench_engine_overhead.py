@@ -33,6 +33,8 @@ name = "bench"
 turns = 3
 samples_per_turn = 2
 concurrency = {concurrency}
+[scorer]  # the engine is measured with the fast scorer; the PM has its own benchmark
+name = "refusal"
 [[models]]
 name = "fake"
 backend = "scripted"

@@ -39,9 +39,11 @@ def sqlite_url(tmp_path: Path) -> str:
 def scripted_toml(**overrides: object) -> str:
     """A small experiment on the scripted model: 2 targets x the bundled hh-rlhf replay."""
     head = {"name": "scripted", "turns": 3, "samples_per_turn": 2, "concurrency": 8}
+    scorer = overrides.pop("scorer", "refusal")  # engine tests use the fast scorer; the PM has its own tests
     head.update({k: v for k, v in overrides.items() if not k.startswith("model_")})
     model_args = {k.removeprefix("model_"): v for k, v in overrides.items() if k.startswith("model_")}
     lines = [f"{k} = {_toml(v)}" for k, v in head.items() if k != "limit"]
+    lines += ["[scorer]", f"name = {_toml(scorer)}"]
     lines += ["[[models]]", 'name = "fake"', 'backend = "scripted"', 'size = "1M"']
     lines += [f"{k} = {_toml(v)}" for k, v in model_args.items()]
     lines += ["[[targets]]", 'model = "fake"', 'intervention = "plain"']

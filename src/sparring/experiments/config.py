@@ -52,7 +52,7 @@ class AttackEntry(_Open):
 
 
 class ScorerEntry(_Open):
-    name: str = "refusal"
+    name: str = "pm"
 
 
 class SamplingConfig(BaseModel):
