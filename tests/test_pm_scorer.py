@@ -84,7 +84,7 @@ def test_score_eval_and_train_commands(shared_data, tmp_path: Path):
     assert len(rows) == 60 and all(r["scorer"] == "pm" for r in rows)
 
     artifact = shared_data / "jbb-artifacts" / "PAIR_black_box_vicuna-13b-v1.5.json"
-    evaluated = sparring("pm", "eval", "--pairs", "pairs.jsonl", "--labelled", str(artifact), "--json", cwd=tmp_path)
+    evaluated = sparring("pm", "eval", "pairs.jsonl", str(artifact), "--json", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     results = json.loads(evaluated.stdout)["results"]
     assert 0.0 <= results[0]["pairwise_accuracy"] <= 1.0 and results[0]["n"] == 60

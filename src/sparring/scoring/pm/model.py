@@ -19,7 +19,12 @@ import numpy as np
 
 from sparring.errors import DataFormatError
 from sparring.scoring.pm.encoder import ENCODER_NAME, Encoder
-from sparring.scoring.pm.features import assemble, view_names, view_texts
+from sparring.scoring.pm.features import (
+    assemble,
+    view_names,
+    view_parameters,
+    view_texts,
+)
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "head.npz"
@@ -84,6 +89,7 @@ class PreferenceModel:
             "recipe": list(self.recipe),
             "head": self.head,
             "threshold": self.threshold,
+            "view_parameters": view_parameters(),
             **{k: v for k, v in self.metadata.items() if k not in _OWN_KEYS},
         }
         (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
@@ -97,6 +103,11 @@ class PreferenceModel:
         recipe = _field(meta_path, meta, "recipe", list)
         head = _field(meta_path, meta, "head", str)
         threshold = _field(meta_path, meta, "threshold", (int, float))
+        if _field(meta_path, meta, "view_parameters", dict) != view_parameters():
+            raise DataFormatError(
+                f"{meta_path}: field 'view_parameters': {meta['view_parameters']} does not match this "
+                f"version of sparring.scoring.pm.features {view_parameters()}; retrain the PM"
+            )
         if not all(isinstance(part, str) for part in recipe):
             raise DataFormatError(f"{meta_path}: field 'recipe': expected a list of view names")
         if head not in HEAD_ARRAYS:
@@ -112,7 +123,7 @@ class PreferenceModel:
         return model
 
 
-_OWN_KEYS = {"format_version", "encoder", "recipe", "head", "threshold"}
+_OWN_KEYS = {"format_version", "encoder", "recipe", "head", "threshold", "view_parameters"}
 
 
 def default_pm_path() -> Path:

