@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["bench_engine_overhead.py", "bench_endpoint_concurrency.py", "bench_embedded_model.py"]
+BENCHMARKS = [
+    "bench_engine_overhead.py", "bench_endpoint_concurrency.py", "bench_embedded_model.py", "bench_pm_throughput.py",
+]
 
 
 def main() -> int:

@@ -171,3 +171,22 @@ def test_corrupt_artifacts_name_the_file_and_field(tmp_path: Path) -> None:
 
     with pytest.raises(DataFormatError, match=r"pm\.json"):
         PreferenceModel.load(tmp_path / "missing")
+
+
+@pytest.mark.model
+def test_the_documented_command_reproduces_the_shipped_pm(shared_data: Path, tmp_path: Path) -> None:
+    """`sparring pm train --default` on a fresh checkout gives the model card's numbers and the same weights."""
+    out = tmp_path / "pm"
+    data = shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+    result = subprocess.run(
+        [sys.executable, "-c", "from sparring.cli import main; main()", "pm", "train", "--default", str(data), "-o", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rebuilt, shipped = json.loads((out / "pm.json").read_text()), json.loads((default_pm_path() / "pm.json").read_text())
+    for key in ("heldout_pairwise_accuracy", "train_pairwise_accuracy", "threshold"):
+        assert rebuilt[key] == pytest.approx(shipped[key], abs=1e-6), key
+    assert rebuilt["split"] == shipped["split"]
+    fresh, packaged = np.load(out / "head.npz"), np.load(default_pm_path() / "head.npz")
+    for name in packaged.files:
+        np.testing.assert_allclose(fresh[name], packaged[name], atol=1e-6)
