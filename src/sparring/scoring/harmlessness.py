@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sparring.compute_thread import run_on_compute_thread
 from sparring.conversation import Conversation
+from sparring.errors import ConfigError
 from sparring.scoring.base import Direction, Score, Scorer, scorers
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class PreferenceModelScorer(Scorer):
     def __init__(self, config: PMConfig) -> None:
         self.config = config
         self._pm: PreferenceModel | None = None
+        if config.path and not (Path(config.path) / "pm.json").is_file():
+            raise ConfigError(f"path: no preference model at {config.path} (expected pm.json from `sparring pm train`)")
 
     @property
     def pm(self) -> PreferenceModel:
