@@ -153,7 +153,9 @@ def test_judge_config_errors_name_the_key(args, message):
 
 
 def test_experiment_toml_error_names_the_nested_backend_key():
-    toml = scripted_toml() + '[scorer]\nname = "llm-judge"\nmodel = { backend = "scripted", respnses = ["1"] }\n'
+    toml = scripted_toml().replace(
+        '[scorer]\nname = "refusal"\n', '[scorer]\nname = "llm-judge"\nmodel = { backend = "scripted", respnses = ["1"] }\n'
+    )
     with pytest.raises(ConfigError, match=r"scorer\.model\.respnses: unknown key"):
         parse_config(toml)
 
