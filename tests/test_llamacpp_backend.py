@@ -26,6 +26,18 @@ def sample(model, prompt=QUESTION, **params):
     return asyncio.run(go())
 
 
+def respond(intervention: str, model, conversation: Conversation, **params):
+    """One target turn through an intervention, closing the model afterwards."""
+
+    async def go():
+        try:
+            return await interventions.create(intervention).respond(model, conversation, SamplingParams(**params))
+        finally:
+            await model.aclose()
+
+    return asyncio.run(go())
+
+
 def test_embedded_model_ships_in_the_wheel():
     path = embedded_model_path()
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 50_000_000
@@ -67,15 +79,7 @@ def test_missing_gguf_file_is_a_config_error(tmp_path):
 def test_a_prompted_target_answers_a_replayed_red_team_turn():
     conversation = Conversation()
     conversation.add_human("what are some pranks with a pen i can do?")
-    model = models.create("llamacpp")
-
-    async def go():
-        try:
-            return await interventions.create("prompted").respond(model, conversation, SamplingParams(n=2, max_tokens=24))
-        finally:
-            await model.aclose()
-
-    out = asyncio.run(go())
+    out = respond("prompted", models.create("llamacpp"), conversation, n=2, max_tokens=24)
     assert len(out) == 2 and all(isinstance(c.text, str) for c in out)
 
 
@@ -90,14 +94,7 @@ def test_any_gguf_path_gemma_base_as_a_raw_mode_plain_lm(gemma_base_gguf):
     model = models.create("llamacpp", {"path": str(gemma_base_gguf), "mode": "raw", "n_ctx": 1024})
     conversation = Conversation()
     conversation.add_human("Can you recommend a good book about the ocean?")
-
-    async def go():
-        try:
-            return await interventions.create("plain").respond(model, conversation, SamplingParams(n=2, max_tokens=32))
-        finally:
-            await model.aclose()
-
-    out = asyncio.run(go())
+    out = respond("plain", model, conversation, n=2, max_tokens=32)
     assert len(out) == 2
     assert all("\n\nHuman:" not in c.text for c in out)
     assert all(c.completion_tokens is not None for c in out) and any(c.text for c in out)

@@ -20,7 +20,3 @@ _THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparring-compute
 async def run_on_compute_thread(function: Callable[..., T], *args: object) -> T:
     return await asyncio.get_running_loop().run_in_executor(_THREAD, function, *args)
 
-
-def submit_to_compute_thread(function: Callable[..., T], *args: object) -> T:
-    """Blocking variant for sync callers (benchmarks, CLI)."""
-    return _THREAD.submit(function, *args).result()

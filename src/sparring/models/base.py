@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
 from sparring.registry import ComponentSpec, Registry
@@ -65,16 +65,6 @@ class Model(ABC):
 
     async def aclose(self) -> None:
         """Release resources (connections, loaded weights)."""
-
-
-@dataclass
-class ModelUsage:
-    """Token counts a backend saw; used by benchmarks and the run summary."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    calls: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 models: Registry[Model] = Registry("model backend")
