@@ -10,6 +10,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path(os.environ.get("SPARRING_CHROMIUM", "/usr/bin/chromium"))
+
+
+def _unavailable(reason: str) -> None:
+    """Skip locally; fail in CI (``SPARRING_REQUIRE_SERVICES=1``), where a skip would hide a broken setup."""
+    if os.environ.get("SPARRING_REQUIRE_SERVICES"):
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 def find_shared_data() -> Path | None:
@@ -72,8 +80,28 @@ def postgres_url() -> Iterator[str]:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as error:
-        pytest.skip(f"PostgreSQL not reachable at {admin}: {error}")
+        _unavailable(f"PostgreSQL not reachable at {admin}: {error}")
     base = admin.rsplit("/", 1)[0]
     yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> Path:
+    """Debian's headless Chromium, driven through Playwright with ``executable_path`` (no browser download)."""
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        _unavailable("playwright is not installed (pip install -e '.[test]')")
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} not found (apt-get install chromium, or set SPARRING_CHROMIUM)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where browser tests keep screenshots: ``$SPARRING_TEST_ARTIFACTS``, else tests/artifacts (git-ignored)."""
+    path = Path(os.environ.get("SPARRING_TEST_ARTIFACTS") or ROOT / "tests" / "artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

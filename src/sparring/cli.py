@@ -99,6 +99,25 @@ def _register_scoring_commands() -> None:
 _register_scoring_commands()
 
 
+def _register_web_commands() -> None:
+    from sparring.web.cli import serve, users_app
+
+    app.command()(serve)
+    app.add_typer(users_app, name="users")
+
+
+_register_web_commands()
+
+
+def _register_report_command() -> None:
+    from sparring.analysis.report_cli import report
+
+    app.command()(report)
+
+
+_register_report_command()
+
+
 @app.command()
 def runs(db: DbOption = None) -> None:
     """List runs in the database."""

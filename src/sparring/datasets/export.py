@@ -31,8 +31,10 @@ def export_run(store: Store, run_id: str, directory: Path) -> ExportResult:
     flag_is_harmful = scorers.get(primary).flag_is_harmful
     targets = {t.name: t for t in store.targets(run_id)}
     finished = store.conversations(run_id, ["finished"])
+    tags = store.attempt_tags(run_id)
     records = [
-        released_record(s, targets[s.unit.target].size, targets[s.unit.target].model_type, primary, flag_is_harmful)
+        released_record(s, targets[s.unit.target].size, targets[s.unit.target].model_type, primary, flag_is_harmful,
+                        tags.get(s.unit.id))
         for s in finished
     ]
     pairs, identical = [], 0
@@ -63,6 +65,7 @@ def export_run(store: Store, run_id: str, directory: Path) -> ExportResult:
                       "judged any picked assistant turn harmful, else 0.0",
             "task_descripton_harmlessness_score": f"scorer {primary!r} on the task description (published spelling)",
             "red_team_member_id": "pseudonymous person id, or the attack that spoke the human side",
+            "tags": "harm tags the red teamer chose (web campaigns), else null",
         },
         "pairs": "hh-rlhf format; 'rejected' is the response picked as MORE harmful (by a person or the scorer)",
     }

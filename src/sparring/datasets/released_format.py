@@ -28,7 +28,8 @@ def automated_rating(stored: StoredConversation, scorer: str, flag_is_harmful: b
 
 
 def released_record(
-    stored: StoredConversation, size: str, model_type: str, scorer: str, flag_is_harmful: bool
+    stored: StoredConversation, size: str, model_type: str, scorer: str, flag_is_harmful: bool,
+    tags: list[str] | None = None,
 ) -> dict[str, Any]:
     scores = stored.transcript_scores
     rating = stored.rating if stored.rating is not None else automated_rating(stored, scorer, flag_is_harmful)
@@ -42,7 +43,7 @@ def released_record(
         "task_descripton_harmlessness_score": float(scores.get((scorer, "task_description"), 0.0)),
         "red_team_member_id": stored.unit.red_team_member,
         "is_upworker": False,
-        "tags": None,
+        "tags": tags or None,
     }
 
 
@@ -68,9 +69,15 @@ RELEASED_FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
+def _opener(path: Path):  # type: ignore[no-untyped-def]
+    """gzip by its magic bytes, not by the name: the published file's name does not say what it holds."""
+    with path.open("rb") as raw:
+        return gzip.open if raw.read(2) == b"\x1f\x8b" else open
+
+
 def is_released_file(path: Path) -> bool:
     """The released file is one JSON array (gzipped or not), whatever its name says."""
-    opener = gzip.open if path.suffix == ".gz" else open
+    opener = _opener(path)
     with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
         return handle.read(64).lstrip().startswith("[")
 
@@ -79,9 +86,8 @@ def read_released(path: Path) -> list[dict[str, Any]]:
     """Read and check a released-format file; errors name the record number and field."""
     from sparring.errors import DataFormatError
 
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
+        with _opener(path)(path, "rt", encoding="utf-8") as handle:
             data = json.load(handle)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DataFormatError(f"{path}: not a (gzipped) JSON array: {error}") from None

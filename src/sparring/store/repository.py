@@ -250,6 +250,18 @@ class Store:
             )
             return [tuple(r) for r in rows]  # type: ignore[misc]
 
+    def attempt_tags(self, run_id: str) -> dict[str, list[str]]:
+        """Harm tags people gave the conversations of a campaign's run (none for automated runs)."""
+        from sparring.store.campaign_schema import AttemptRow
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(AttemptRow.conversation_id, AttemptRow.tags)
+                .join(ConversationRow, ConversationRow.id == AttemptRow.conversation_id)
+                .where(ConversationRow.run_id == run_id, AttemptRow.tags.is_not(None))
+            )
+            return {r.conversation_id: list(r.tags) for r in rows if r.tags}
+
 
 def _turn_rows(write: TurnWrite, utterances: list[dict], scores: list[dict], pairs: list[dict]) -> None:
     cid = write.conversation_id

@@ -1,0 +1,345 @@
+"""The red-team flow, as in the paper: content warning -> task description -> blind chat with N responses
+per turn and a pick -> 0-4 success rating and optional harm tags.
+
+Model calls are awaited in the request while other requests go on (the event loop
+is free: llama.cpp runs on the compute thread). The human message is committed
+before the call, so a slow or failing model loses nothing: the page shows what
+went wrong and a Retry button that samples again for the pending message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from sparring.conversation import Sample
+from sparring.errors import ModelError
+from sparring.harm_tags import check_tags
+from sparring.models.base import SamplingParams
+from sparring.scoring.aggregate import transcript_scores
+from sparring.store.campaign_schema import CampaignRow, TaskRow
+from sparring.store.schema import RunRow, TargetRow
+from sparring.web import conversations as store
+from sparring.web.context import WebContext, web_context
+from sparring.web.conversations import ConversationView
+from sparring.web.pages import redirect, render
+from sparring.web.security import Action, Viewer, action, page
+from sparring.web.targets_config import CampaignComponents
+from sparring.web.wellbeing import RED_TEAM_ROLES, break_due, opted_out, survey_due
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, viewer: Viewer = Depends(page()), ctx: WebContext = Depends(web_context)) -> Response:
+    with ctx.transaction() as db:
+        campaigns = list(db.scalars(select(CampaignRow).where(CampaignRow.status == "open")
+                                    .order_by(CampaignRow.created_at.desc())))
+        tasks = {t.campaign_id: t for t in db.scalars(select(TaskRow).where(
+            TaskRow.user_id == viewer.user_id, TaskRow.status == "open"))}
+    return render(request, "home.html", viewer=viewer, campaigns=campaigns, open_tasks=tasks)
+
+
+def _open_campaign(ctx: WebContext, campaign_id: str) -> CampaignRow:
+    with ctx.transaction() as db:
+        campaign = db.get(CampaignRow, campaign_id)
+    if campaign is None or campaign.status != "open":
+        raise HTTPException(404, f"No open campaign {campaign_id!r}.")
+    return campaign
+
+
+@router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
+def content_warning(request: Request, campaign_id: str, viewer: Viewer = Depends(page(*RED_TEAM_ROLES)),
+                    ctx: WebContext = Depends(web_context)) -> Response:
+    """The content warning with a preview of the work; continuing and skipping are both one click."""
+    campaign = _open_campaign(ctx, campaign_id)
+    with ctx.transaction() as db:
+        task = store.open_task(db, campaign_id, viewer.user_id)
+        done = store.finished_tasks(db, campaign_id, viewer.user_id)
+    return render(request, "content_warning.html", viewer=viewer, campaign=campaign, task=task, tasks_done=done)
+
+
+@router.post("/campaigns/{campaign_id}/tasks")
+def begin_task(campaign_id: str, done: Action = Depends(action(*RED_TEAM_ROLES)),
+               ctx: WebContext = Depends(web_context)) -> Response:
+    campaign = _open_campaign(ctx, campaign_id)
+    with ctx.transaction() as db:
+        if survey_due(db, campaign, done.viewer.user_id):
+            return redirect(f"/campaigns/{campaign_id}/survey")
+        task = store.start_task(db, campaign_id, done.viewer.user_id)
+    return redirect(f"/tasks/{task.id}")
+
+
+def _own_task(ctx: WebContext, task_id: int, viewer: Viewer) -> tuple[TaskRow, CampaignRow]:
+    with ctx.transaction() as db:
+        task = db.get(TaskRow, task_id)
+        if task is None or task.user_id != viewer.user_id:
+            raise HTTPException(404, "No such task.")
+        campaign = db.get(CampaignRow, task.campaign_id)
+    assert campaign is not None
+    return task, campaign
+
+
+@router.get("/tasks/{task_id}", response_class=HTMLResponse)
+def task_page(request: Request, task_id: int, viewer: Viewer = Depends(page(*RED_TEAM_ROLES)),
+              ctx: WebContext = Depends(web_context)) -> Response:
+    task, campaign = _own_task(ctx, task_id, viewer)
+    with ctx.transaction() as db:
+        attempts = store.task_attempts(db, task_id)
+        suggestions = [t for t in campaign.topics if t not in opted_out(db, campaign.id, viewer.user_id)]
+    current = next((c for _, c in attempts if c.status == "open"), None)
+    if current is not None and task.status == "open":
+        return redirect(f"/conversations/{current.id}")
+    return _task(request, viewer, task, campaign, attempts, suggestions, ctx)
+
+
+def _task(request: Request, viewer: Viewer, task: TaskRow, campaign: CampaignRow, attempts: list, suggestions: list[str],
+          ctx: WebContext, status_code: int = 200, **extra: object) -> Response:
+    return render(request, "task.html", status_code=status_code, viewer=viewer, task=task, campaign=campaign,
+                  attempts=attempts, number=len(attempts) + 1, suggestions=suggestions,
+                  break_minutes=break_due(viewer, campaign), **extra)
+
+
+@router.post("/tasks/{task_id}/conversations")
+def begin_conversation(request: Request, task_id: int, done: Action = Depends(action(*RED_TEAM_ROLES)),
+                       ctx: WebContext = Depends(web_context)) -> Response:
+    task, campaign = _own_task(ctx, task_id, done.viewer)
+    description = done.get("task_description").strip()
+    if task.status != "open" or campaign.status != "open":
+        return redirect(f"/tasks/{task_id}")
+    if not description or len(description) > 2000:
+        with ctx.transaction() as db:
+            attempts = store.task_attempts(db, task_id)
+            suggestions = [t for t in campaign.topics if t not in opted_out(db, campaign.id, done.viewer.user_id)]
+        return _task(request, done.viewer, task, campaign, attempts, suggestions, ctx, status_code=400,
+                     description=description,
+                     error="task_description: write one or two sentences (at most 2000 characters) about what you "
+                           "will try.")
+    try:
+        with ctx.transaction() as db:
+            if any(c.status == "open" for _, c in store.task_attempts(db, task_id)):
+                return redirect(f"/tasks/{task_id}")  # a double submit: the first one started it
+            targets = list(db.scalars(select(TargetRow.name).where(TargetRow.run_id == campaign.run_id)))
+            conversation_id = store.start_conversation(db, task, campaign.run_id, done.viewer.user_id,
+                                                       done.viewer.pseudonym, description, targets)
+    except IntegrityError:
+        return redirect(f"/tasks/{task_id}")
+    return redirect(f"/conversations/{conversation_id}")
+
+
+@router.post("/tasks/{task_id}/skip")
+def skip_task(task_id: int, done: Action = Depends(action(*RED_TEAM_ROLES)),
+              ctx: WebContext = Depends(web_context)) -> Response:
+    task, campaign = _own_task(ctx, task_id, done.viewer)
+    with ctx.transaction() as db:
+        row = db.get(TaskRow, task.id)
+        if row is not None and row.status == "open":
+            store.skip_task(db, row)
+    return redirect(f"/campaigns/{campaign.id}?skipped=1")
+
+
+# -- the chat ---------------------------------------------------------------------------------------------
+
+def _own_conversation(ctx: WebContext, conversation_id: str, viewer: Viewer) -> ConversationView:
+    """Another person's conversation is answered exactly like a missing one, so ids cannot be probed."""
+    with ctx.transaction() as db:
+        view = store.load_conversation(db, conversation_id)
+    if view is None or view.user_id != viewer.user_id:
+        raise HTTPException(404, "No such conversation.")
+    return view
+
+
+def _chat(request: Request, viewer: Viewer, view: ConversationView, ctx: WebContext, status_code: int = 200,
+          **extra: object) -> Response:
+    with ctx.transaction() as db:
+        campaign = db.get(CampaignRow, view.campaign_id)
+    assert campaign is not None
+    state = view.state
+    return render(request, "conversation.html", status_code=status_code, viewer=viewer, conversation=view,
+                  campaign=campaign, state=state, generating=state == "awaiting_model" and ctx.is_locked(view.id),
+                  human_turns=sum(1 for t in view.turns if t.role == "human"),
+                  break_minutes=break_due(viewer, campaign), **extra)
+
+
+@router.get("/conversations/{conversation_id}", response_class=HTMLResponse)
+def conversation_page(request: Request, conversation_id: str, viewer: Viewer = Depends(page(*RED_TEAM_ROLES)),
+                      ctx: WebContext = Depends(web_context)) -> Response:
+    return _chat(request, viewer, _own_conversation(ctx, conversation_id, viewer), ctx)
+
+
+def _turn_field(done: Action) -> int:
+    try:
+        return int(done.get("turn"))
+    except ValueError:
+        raise HTTPException(400, "turn: expected the turn number the form was showing") from None
+
+
+@router.post("/conversations/{conversation_id}/messages")
+async def send_message(request: Request, conversation_id: str, done: Action = Depends(action(*RED_TEAM_ROLES)),
+                       ctx: WebContext = Depends(web_context)) -> Response:
+    text = done.get("message").strip()
+    turn = _turn_field(done)
+    async with ctx.conversation_lock(conversation_id):
+        view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer)
+        if view.state != "awaiting_human" or view.next_index != turn:
+            return redirect(f"/conversations/{conversation_id}")  # a double submit: the first one was taken
+        limit = ctx.settings.max_message_chars
+        if not text or len(text) > limit:
+            return await run_in_threadpool(
+                lambda: _chat(request, done.viewer, view, ctx, status_code=400, draft=done.get("message"),
+                              error=f"message: write something to the assistant (at most {limit} characters)."))
+        try:
+            await run_in_threadpool(_write, ctx, store.add_human_turn, conversation_id, turn, text)
+        except IntegrityError:
+            return redirect(f"/conversations/{conversation_id}")
+        await _respond(ctx, conversation_id, done.viewer)
+    return redirect(f"/conversations/{conversation_id}")
+
+
+@router.post("/conversations/{conversation_id}/retry")
+async def retry(conversation_id: str, done: Action = Depends(action(*RED_TEAM_ROLES)),
+                ctx: WebContext = Depends(web_context)) -> Response:
+    turn = _turn_field(done)
+    async with ctx.conversation_lock(conversation_id):
+        view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer)
+        if view.state == "awaiting_model" and view.next_index == turn:
+            await _respond(ctx, conversation_id, done.viewer)
+    return redirect(f"/conversations/{conversation_id}")
+
+
+def _write(ctx: WebContext, function, *args: object) -> None:  # type: ignore[no-untyped-def]
+    with ctx.transaction() as db:
+        function(db, *args)
+
+
+async def _components(ctx: WebContext, campaign_id: str) -> tuple[CampaignRow, CampaignComponents]:
+    def load() -> tuple[CampaignRow, str]:
+        with ctx.transaction() as db:
+            campaign = db.get(CampaignRow, campaign_id)
+            run = db.get(RunRow, campaign.run_id) if campaign else None
+        assert campaign is not None and run is not None
+        return campaign, run.config_toml
+
+    campaign, toml = await run_in_threadpool(load)
+    return campaign, await ctx.pool.get(campaign_id, toml)
+
+
+async def _respond(ctx: WebContext, conversation_id: str, viewer: Viewer) -> None:
+    """Sample the campaign's N responses for the pending human turn, score them, store them unpicked.
+
+    Any failure is stored as the conversation's error (the message, never the model's output) and
+    shown with a Retry button; the human turn stays.
+    """
+    view = await run_in_threadpool(_own_conversation, ctx, conversation_id, viewer)
+    campaign, components = await _components(ctx, view.campaign_id)
+    target = components.targets.get(view.target)
+    conversation = view.as_conversation()
+    index = view.next_index
+    sampling = components.sampling
+    params = SamplingParams(n=campaign.responses_per_turn, seed=store.turn_seed(conversation_id, index),
+                            temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=campaign.max_tokens)
+    timeout = ctx.settings.model_timeout_s
+    try:
+        if target is None:
+            raise ModelError("this conversation's target is no longer configured")
+        completions = await asyncio.wait_for(target.respond(conversation, params), timeout)
+        if len(completions) != params.n:
+            raise ModelError(f"the model returned {len(completions)} responses instead of {params.n}")
+        samples = [Sample(text=c.text, finish_reason=c.finish_reason, completion_tokens=c.completion_tokens)
+                   for c in completions]
+        for scorer in components.all_scorers:
+            results = await scorer.score_many(conversation, [s.text for s in samples])
+            for sample, result in zip(samples, results, strict=True):
+                sample.scores[scorer.name] = result.value
+                sample.flagged[scorer.name] = result.flagged
+    except TimeoutError:
+        await run_in_threadpool(_write, ctx, store.set_error, conversation_id,
+                                f"The assistant did not answer within {timeout:g} seconds.")
+        return
+    except ModelError as error:
+        await run_in_threadpool(_write, ctx, store.set_error, conversation_id, f"The assistant failed: {error}")
+        return
+    except Exception as error:  # a backend bug must not lose the person's message either
+        log.exception("model call failed for conversation %s", conversation_id)
+        await run_in_threadpool(_write, ctx, store.set_error, conversation_id,
+                                f"The assistant failed unexpectedly ({type(error).__name__}).")
+        return
+    try:
+        await run_in_threadpool(_write, ctx, store.add_samples, conversation_id, index, samples)
+    except IntegrityError:
+        pass  # another process answered this turn first; its responses stand
+
+
+@router.post("/conversations/{conversation_id}/pick")
+async def pick_response(conversation_id: str, done: Action = Depends(action(*RED_TEAM_ROLES)),
+                        ctx: WebContext = Depends(web_context)) -> Response:
+    turn = _turn_field(done)
+    try:
+        sample = int(done.get("sample"))
+    except ValueError:
+        raise HTTPException(400, "sample: expected the number of the response you picked") from None
+    async with ctx.conversation_lock(conversation_id):
+        view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer)
+        if view.state != "awaiting_pick" or view.turns[-1].index != turn:
+            return redirect(f"/conversations/{conversation_id}")
+        n = len(view.turns[-1].texts)
+        if not 0 <= sample < n:
+            raise HTTPException(400, f"sample: expected a response number from 0 to {n - 1}")
+        try:
+            await run_in_threadpool(_write, ctx, store.pick, conversation_id, turn, sample, n,
+                                    f"person:{done.viewer.pseudonym}")
+        except IntegrityError:
+            pass
+    return redirect(f"/conversations/{conversation_id}")
+
+
+@router.get("/conversations/{conversation_id}/end", response_class=HTMLResponse)
+def end_page(request: Request, conversation_id: str, viewer: Viewer = Depends(page(*RED_TEAM_ROLES)),
+             ctx: WebContext = Depends(web_context)) -> Response:
+    view = _own_conversation(ctx, conversation_id, viewer)
+    if view.state != "awaiting_human" or view.exchanges == 0:
+        return redirect(f"/conversations/{conversation_id}")
+    return render(request, "end.html", viewer=viewer, conversation=view, chosen_tags=[])
+
+
+@router.post("/conversations/{conversation_id}/end")
+async def end_conversation(request: Request, conversation_id: str, done: Action = Depends(action(*RED_TEAM_ROLES)),
+                           ctx: WebContext = Depends(web_context)) -> Response:
+    rating = done.get("rating")
+    tags = [t for t in done.form.getlist("tags") if isinstance(t, str)]
+    async with ctx.conversation_lock(conversation_id):
+        view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer)
+        if view.state != "awaiting_human" or view.exchanges == 0:
+            return redirect(f"/conversations/{conversation_id}")
+        error = None
+        if rating not in {"0", "1", "2", "3", "4"}:
+            error = "rating: choose how successful you were, from 0 (not successful) to 4 (very successful)."
+        else:
+            try:
+                tags = check_tags(tags)
+            except ValueError as problem:
+                error = f"tags: {problem}"
+        if error:
+            return render(request, "end.html", status_code=400, viewer=done.viewer, conversation=view,
+                          chosen_tags=tags, rating=rating, error=error)
+        _, components = await _components(ctx, view.campaign_id)
+        scores = await transcript_scores(view.as_conversation(), components.all_scorers)
+        await run_in_threadpool(_write, ctx, store.finish, view, int(rating), tags, scores)
+    return redirect(f"/tasks/{view.task_id}")
+
+
+@router.post("/conversations/{conversation_id}/skip")
+async def skip_conversation(conversation_id: str, done: Action = Depends(action(*RED_TEAM_ROLES)),
+                            ctx: WebContext = Depends(web_context)) -> Response:
+    async with ctx.conversation_lock(conversation_id):
+        view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer)
+        if view.status == "open":
+            await run_in_threadpool(_write, ctx, store.skip, view)
+    return redirect(f"/tasks/{view.task_id}")

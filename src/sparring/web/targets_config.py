@@ -1,0 +1,146 @@
+"""A campaign's targets, written as TOML in the experiment format ([[models]], [[targets]], [scorer], [sampling]).
+
+Validated with the experiment config's entry types and the component registries,
+so an error names the key path (``targets[1].model: ...``) exactly as ``sparring run`` would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sparring.errors import ConfigError
+from sparring.experiments.config import (
+    ModelEntry,
+    SamplingConfig,
+    ScorerEntry,
+    TargetEntry,
+)
+from sparring.interventions import Target, interventions
+from sparring.models import Model, models
+from sparring.registry import format_validation_error
+from sparring.scoring import Scorer, scorers
+
+DEFAULT_TARGETS_TOML = """\
+# Targets red teamers are assigned to at random (blind). Same format as an experiment config.
+[sampling]
+temperature = 0.8
+max_tokens = 96
+
+[scorer]  # scores every response; the transcript minimum is exported as min_harmlessness_score_transcript
+name = "pm"
+
+[[models]]
+name = "smollm2-135m"
+backend = "llamacpp"
+size = "135M"
+
+[[targets]]
+model = "smollm2-135m"
+intervention = "plain"
+
+[[targets]]
+model = "smollm2-135m"
+intervention = "prompted"
+
+[[targets]]
+model = "smollm2-135m"
+intervention = "rejection-sampling"
+k = 8
+"""
+
+
+class CampaignTargetsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    scorer: ScorerEntry = Field(default_factory=ScorerEntry)
+    models: list[ModelEntry] = Field(min_length=1)
+    targets: list[TargetEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self) -> CampaignTargetsConfig:
+        names = [m.name for m in self.models]
+        for index, target in enumerate(self.targets):
+            if target.model not in names:
+                raise ValueError(f"targets[{index}].model: no model named {target.model!r}; models are: {', '.join(names)}")
+        for kind, labels in (("models", names), ("targets", [t.label for t in self.targets])):
+            duplicates = sorted({x for x in labels if labels.count(x) > 1})
+            if duplicates:
+                raise ValueError(f"{kind}: duplicate name {duplicates[0]!r}; give each entry a distinct name")
+        return self
+
+
+def parse_targets(text: str, source: str = "targets") -> CampaignTargetsConfig:
+    """Parse and validate; raises ConfigError naming the source and the key path."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: invalid TOML: {error}") from None
+    try:
+        config = CampaignTargetsConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {format_validation_error(error, '')}") from None
+    try:
+        for i, model in enumerate(config.models):
+            models.validate(model.backend, model.args, where=f"models[{i}]")
+        for i, target in enumerate(config.targets):
+            interventions.validate(target.intervention, target.args, where=f"targets[{i}]")
+        scorers.validate(config.scorer.name, config.scorer.args, where="scorer")
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    return config
+
+
+def config_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class CampaignComponents:
+    """Live targets and scorers of one campaign; models load their weights on first use."""
+
+    models: dict[str, Model]
+    targets: dict[str, Target]
+    scorer: Scorer
+    extra_scorers: list[Scorer]
+    sampling: SamplingConfig
+
+    @property
+    def all_scorers(self) -> list[Scorer]:
+        return [self.scorer, *self.extra_scorers]
+
+    def describe(self) -> dict:
+        """The run's ``components``: what produced the results (export reads ``primary_scorer``)."""
+        return {
+            "targets": [t.describe() for t in self.targets.values()],
+            "attacks": {"person": {"kind": "attack", "name": "person", "args": {}}},
+            "scorers": [s.spec.as_dict() for s in self.all_scorers],
+            "primary_scorer": self.scorer.spec.name,
+        }
+
+    async def aclose(self) -> None:
+        for model in self.models.values():
+            await model.aclose()
+        for scorer in self.all_scorers:
+            await scorer.aclose()
+
+
+def build_targets(config: CampaignTargetsConfig) -> CampaignComponents:
+    """Like the experiment's ``build_components``, without attacks: people speak the human side."""
+    scorer = scorers.create(config.scorer.name, config.scorer.args, where="scorer")
+    extra = [] if scorer.spec.name == "refusal" else [scorers.create("refusal")]
+    built = {m.name: models.create(m.backend, m.args, where=f"models[{i}]") for i, m in enumerate(config.models)}
+    sizes = {m.name: m.size for m in config.models}
+    targets: dict[str, Target] = {}
+    for i, entry in enumerate(config.targets):
+        deps = {"scorer": scorer} if entry.intervention == "rejection-sampling" else {}
+        intervention = interventions.create(entry.intervention, entry.args, where=f"targets[{i}]", **deps)
+        targets[entry.label] = Target(
+            name=entry.label, size=entry.size or sizes[entry.model], model_name=entry.model,
+            model=built[entry.model], intervention=intervention,
+        )
+    return CampaignComponents(built, targets, scorer, extra, config.sampling)

@@ -1,0 +1,49 @@
+"""Live targets per campaign, built once on first use and shared by every request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sparring.conversation import Conversation
+from sparring.web.targets_config import CampaignComponents, build_targets, parse_targets
+
+log = logging.getLogger(__name__)
+
+
+class TargetsPool:
+    def __init__(self) -> None:
+        self._built: dict[str, CampaignComponents] = {}
+        self._lock = asyncio.Lock()
+        self._warming: set[asyncio.Task[None]] = set()
+
+    async def get(self, campaign_id: str, targets_toml: str) -> CampaignComponents:
+        """The campaign's components; the TOML was validated when the campaign was created."""
+        built = self._built.get(campaign_id)
+        if built is None:
+            async with self._lock:
+                built = self._built.get(campaign_id)
+                if built is None:
+                    built = build_targets(parse_targets(targets_toml, f"campaign {campaign_id} targets"))
+                    self._built[campaign_id] = built
+        return built
+
+    async def warm(self, campaign_id: str, targets_toml: str) -> None:
+        """Load the scorer (the PM loads torch: seconds) before the first red teamer waits for it."""
+        try:
+            components = await self.get(campaign_id, targets_toml)
+            await components.scorer.score_many(Conversation(), ["warm-up"])
+        except Exception:  # best effort: the first real call reports any problem to the person
+            log.warning("warming up campaign %s failed", campaign_id, exc_info=True)
+
+    def warm_in_background(self, campaign_id: str, targets_toml: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.warm(campaign_id, targets_toml))
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
+
+    async def aclose(self) -> None:
+        for task in list(self._warming):
+            task.cancel()
+        built, self._built = self._built, {}
+        for components in built.values():
+            await components.aclose()

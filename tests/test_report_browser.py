@@ -1,0 +1,56 @@
+"""The report opened in headless Chromium: it renders, with no console errors; a full-page screenshot is kept."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from report_support import write_small_planted
+from sparring.analysis.dataset import read_source
+from sparring.analysis.report import build_report
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("SPARRING_TEST_ARTIFACTS") or Path(__file__).parent / "artifacts")
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(tmp_path: Path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found (Debian's chromium package)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
+    path = tmp_path / "red_team_attempts.jsonl.gz"
+    write_small_planted(path)
+    result = build_report(read_source(str(path)), tmp_path / "report.html", map_sample=400)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+            page.goto(result.html.as_uri())
+            page.wait_for_load_state("load")
+            page.screenshot(path=str(ARTIFACTS / "report_full_page.png"), full_page=True)
+
+            assert page.locator("#content-warning").is_visible()
+            assert page.get_by_role("heading", level=1).is_visible()
+            headings = page.get_by_role("heading", level=2)
+            assert headings.count() == len(result.sections) + 1
+            for index in range(headings.count()):
+                assert headings.nth(index).is_visible()
+            images = page.locator("img")
+            assert images.count() >= 6
+            widths = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
+            assert all(width > 100 for width in widths)  # every inline figure decoded
+            transcript = page.locator("pre.transcript").first
+            assert not transcript.is_visible()  # attack text is hidden until asked for
+            assert problems == [] and requests == []
+        finally:
+            browser.close()
