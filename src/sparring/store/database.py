@@ -40,23 +40,32 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-def connect(url: str) -> Engine:
-    """An engine for ``url`` with the schema upgraded to the latest migration."""
+def connect(url: str, pool_size: int = 5, pre_ping: bool = True) -> Engine:
+    """An engine for ``url`` with the schema upgraded to the latest migration.
+
+    ``pool_size`` connections are kept open; a server passes as many as it has
+    threads doing database work, since a connection opened beyond the pool is
+    closed again after one use (and PostgreSQL forks a process per connection).
+    ``pre_ping`` tests a PostgreSQL connection at each checkout, which survives a
+    database restart silently but costs a round trip per transaction; the web
+    server turns it off (after a restart one request fails, then the pool reconnects).
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(f"database: not a database URL: {url!r} (e.g. sqlite:///runs.db)") from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
-        if database and database != ":memory:":
+        in_memory = not database or database == ":memory:" or "mode=memory" in str(parsed.query)
+        if not in_memory:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed)
+        engine = create_engine(parsed, **({} if in_memory else {"pool_size": pool_size}))
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         try:
-            engine = create_engine(parsed, pool_pre_ping=True)
+            engine = create_engine(parsed, pool_pre_ping=pre_ping, pool_size=pool_size)
         except ModuleNotFoundError as error:
             raise ConfigError(f"database: driver for {parsed.drivername} is not installed ({error.name}); "
                               "for PostgreSQL: pip install 'sparring[postgres]'") from None

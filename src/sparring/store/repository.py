@@ -98,9 +98,9 @@ class StoredConversation:
 class Store:
     """Sync persistence API; the async engine calls it from a worker thread."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = 5, pre_ping: bool = True) -> None:
         self.url = url
-        self.engine: Engine = connect(url)
+        self.engine: Engine = connect(url, pool_size, pre_ping)
 
     def close(self) -> None:
         self.engine.dispose()

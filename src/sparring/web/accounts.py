@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from sparring.store.campaign_schema import ROLES, UserRow
 from sparring.web.context import WebContext, utcnow, web_context
 from sparring.web.pages import redirect, render
-from sparring.web.passwords import hash_password, verify_password
+from sparring.web.passwords import hash_password, verify_password_off_loop
 from sparring.web.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -92,18 +92,25 @@ async def login(request: Request, ctx: WebContext = Depends(web_context)) -> Res
     address = client_address(request)
     token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
 
-    def attempt() -> tuple[int, str | None]:
+    def account() -> tuple[bool, UserRow | None]:
         if login_blocked(ctx, username, address):
-            return 429, None
+            return True, None
         with ctx.transaction() as db:
-            user = db.scalar(select(UserRow).where(UserRow.username == username))
-        if user is None or not verify_password(user.password_hash if user else None, password) or not user.active:
-            record_login_failure(ctx, username, address)
-            return 401, None
-        clear_login_failures(ctx, username)
-        return 200, create_session(ctx, user.id)
+            return False, db.scalar(select(UserRow).where(UserRow.username == username))
 
-    status, session_token = await run_in_threadpool(attempt)
+    def conclude(user: UserRow | None, verified: bool) -> str | None:
+        if user is None or not verified or not user.active:
+            record_login_failure(ctx, username, address)
+            return None
+        clear_login_failures(ctx, username)
+        return create_session(ctx, user.id)
+
+    blocked, user = await run_in_threadpool(account)
+    status, session_token = 429, None
+    if not blocked:
+        verified = await verify_password_off_loop(user.password_hash if user else None, password)
+        session_token = await run_in_threadpool(conclude, user, verified)
+        status = 200 if session_token else 401
     if status == 429:
         minutes = int(ctx.settings.login_window_minutes)
         return render(request, "login.html", status_code=429, login_csrf=token, next=next_path, username=username,

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -33,10 +34,14 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 
 def create_app(settings: WebSettings) -> FastAPI:
-    context = WebContext(settings=settings, store=Store(settings.database_url), pool=TargetsPool())
+    context = WebContext(settings=settings, store=Store(settings.database_url, pool_size=settings.db_threads,
+                                                               pre_ping=False),
+                         pool=TargetsPool())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Sync handlers and database calls run on this many threads, each with its own pooled connection.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.db_threads
         for campaign_id, targets_toml in await run_in_threadpool(_open_campaigns, context):
             context.pool.warm_in_background(campaign_id, targets_toml)
         yield

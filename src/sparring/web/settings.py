@@ -17,3 +17,5 @@ class WebSettings(BaseModel):
     model_timeout_s: float = Field(120.0, gt=0, description="a model call taking longer shows an error and a Retry button")
     max_message_chars: int = Field(4000, ge=1)
     wellbeing_min_responses: int = Field(3, ge=1, description="survey means are shown to admins only from this many answers")
+    db_threads: int = Field(4, ge=1, le=64, description="threads doing database work; each keeps one pooled "
+                            "connection. More threads than cores only add contention for Python's GIL")
