@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sparring.attacks import Attack, AttackItem, attacks
-from sparring.experiments.config import ExperimentConfig
+from sparring.experiments.config import ExperimentConfig, ModelEntry, ScorerEntry, TargetEntry
 from sparring.interventions import Target, interventions
 from sparring.models import Model, models
 from sparring.scoring import Scorer, scorers
@@ -55,26 +56,41 @@ class Components:
             await scorer.aclose()
 
 
-def build_components(config: ExperimentConfig) -> Components:
-    scorer = scorers.create(config.scorer.name, config.scorer.args, where="scorer")
+@dataclass
+class TargetSet:
+    """Models, the targets built on them and the scorers: what experiments and campaigns share."""
+
+    models: dict[str, Model]
+    targets: list[Target]
+    scorer: Scorer
+    extra_scorers: list[Scorer]
+
+
+def build_target_set(model_entries: Sequence[ModelEntry], target_entries: Sequence[TargetEntry],
+                     scorer_entry: ScorerEntry) -> TargetSet:
+    """Live models, targets and scorers; models load their weights on first use, so this is cheap."""
+    scorer = scorers.create(scorer_entry.name, scorer_entry.args, where="scorer")
     # The refusal rate is always reported, so the refusal scorer always runs (it is cheap).
     extra = [] if scorer.spec.name == "refusal" else [scorers.create("refusal")]
-    built_models = {
-        m.name: models.create(m.backend, m.args, where=f"models[{i}]") for i, m in enumerate(config.models)
-    }
-    sizes = {m.name: m.size for m in config.models}
+    built_models = {m.name: models.create(m.backend, m.args, where=f"models[{i}]") for i, m in enumerate(model_entries)}
+    sizes = {m.name: m.size for m in model_entries}
     targets = []
-    for i, entry in enumerate(config.targets):
+    for i, entry in enumerate(target_entries):
         deps = {"scorer": scorer} if entry.intervention == "rejection-sampling" else {}
         intervention = interventions.create(entry.intervention, entry.args, where=f"targets[{i}]", **deps)
         targets.append(Target(
             name=entry.label, size=entry.size or sizes[entry.model], model_name=entry.model,
             model=built_models[entry.model], intervention=intervention,
         ))
+    return TargetSet(built_models, targets, scorer, extra)
+
+
+def build_components(config: ExperimentConfig) -> Components:
+    built = build_target_set(config.models, config.targets, config.scorer)
     built_attacks = {
         a.label: attacks.create(a.kind, a.args, where=f"attacks[{i}]") for i, a in enumerate(config.attacks)
     }
-    return Components(built_models, targets, built_attacks, scorer, extra)
+    return Components(built.models, built.targets, built_attacks, built.scorer, built.extra_scorers)
 
 
 def unit_id(run_id: str, key: str) -> str:

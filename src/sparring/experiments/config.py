@@ -7,12 +7,14 @@ import json
 import tomllib
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sparring.errors import ConfigError
 from sparring.registry import format_validation_error
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Open(BaseModel):
@@ -101,16 +103,21 @@ class ExperimentConfig(BaseModel):
         return f"{self.name}-{self.fingerprint()[:8]}"
 
 
-def parse_config(text: str, source: str = "config") -> ExperimentConfig:
-    """Parse and validate TOML text; errors name the source, line or key."""
+def parse_toml_as(text: str, model: type[M], source: str) -> M:
+    """TOML text validated as ``model``; errors name the source and the line or key path."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source}: invalid TOML: {error}") from None
     try:
-        config = ExperimentConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"{source}: {format_validation_error(error, '')}") from None
+
+
+def parse_config(text: str, source: str = "config") -> ExperimentConfig:
+    """Parse and validate TOML text; errors name the source, line or key."""
+    config = parse_toml_as(text, ExperimentConfig, source)
     _check_component_args(config, source)
     return config
 

@@ -20,7 +20,6 @@ from starlette.concurrency import run_in_threadpool
 
 from sparring.conversation import Sample
 from sparring.errors import ModelError
-from sparring.harm_tags import check_tags
 from sparring.models.base import SamplingParams
 from sparring.scoring.aggregate import transcript_scores
 from sparring.store.campaign_schema import CampaignRow, TaskRow
@@ -29,9 +28,10 @@ from sparring.web import conversations as store
 from sparring.web.context import WebContext, web_context
 from sparring.web.conversations import ConversationView
 from sparring.web.pages import redirect, render
+from sparring.web.ratings import check_judgement
 from sparring.web.security import Action, Viewer, action, page
 from sparring.web.targets_config import CampaignComponents
-from sparring.web.wellbeing import RED_TEAM_ROLES, break_due, opted_out, survey_due
+from sparring.web.wellbeing import RED_TEAM_ROLES, break_due, open_campaign, opted_out, survey_due
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -49,10 +49,7 @@ def home(request: Request, viewer: Viewer = Depends(page()), ctx: WebContext = D
 
 def _open_campaign(ctx: WebContext, campaign_id: str) -> CampaignRow:
     with ctx.transaction() as db:
-        campaign = db.get(CampaignRow, campaign_id)
-    if campaign is None or campaign.status != "open":
-        raise HTTPException(404, f"No open campaign {campaign_id!r}.")
-    return campaign
+        return open_campaign(db, campaign_id)
 
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
@@ -318,14 +315,7 @@ async def end_conversation(request: Request, conversation_id: str, done: Action 
         view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer)
         if view.state != "awaiting_human" or view.exchanges == 0:
             return redirect(f"/conversations/{conversation_id}")
-        error = None
-        if rating not in {"0", "1", "2", "3", "4"}:
-            error = "rating: choose how successful you were, from 0 (not successful) to 4 (very successful)."
-        else:
-            try:
-                tags = check_tags(tags)
-            except ValueError as problem:
-                error = f"tags: {problem}"
+        tags, error = check_judgement(rating, tags, "you were")
         if error:
             return render(request, "end.html", status_code=400, viewer=done.viewer, conversation=view,
                           chosen_tags=tags, rating=rating, error=error)

@@ -7,21 +7,21 @@ so an error names the key path (``targets[1].model: ...``) exactly as ``sparring
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sparring.errors import ConfigError
+from sparring.experiments.build import build_target_set
 from sparring.experiments.config import (
     ModelEntry,
     SamplingConfig,
     ScorerEntry,
     TargetEntry,
+    parse_toml_as,
 )
 from sparring.interventions import Target, interventions
 from sparring.models import Model, models
-from sparring.registry import format_validation_error
 from sparring.scoring import Scorer, scorers
 
 DEFAULT_TARGETS_TOML = """\
@@ -76,14 +76,7 @@ class CampaignTargetsConfig(BaseModel):
 
 def parse_targets(text: str, source: str = "targets") -> CampaignTargetsConfig:
     """Parse and validate; raises ConfigError naming the source and the key path."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{source}: invalid TOML: {error}") from None
-    try:
-        config = CampaignTargetsConfig.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(f"{source}: {format_validation_error(error, '')}") from None
+    config = parse_toml_as(text, CampaignTargetsConfig, source)
     try:
         for i, model in enumerate(config.models):
             models.validate(model.backend, model.args, where=f"models[{i}]")
@@ -131,16 +124,6 @@ class CampaignComponents:
 
 def build_targets(config: CampaignTargetsConfig) -> CampaignComponents:
     """Like the experiment's ``build_components``, without attacks: people speak the human side."""
-    scorer = scorers.create(config.scorer.name, config.scorer.args, where="scorer")
-    extra = [] if scorer.spec.name == "refusal" else [scorers.create("refusal")]
-    built = {m.name: models.create(m.backend, m.args, where=f"models[{i}]") for i, m in enumerate(config.models)}
-    sizes = {m.name: m.size for m in config.models}
-    targets: dict[str, Target] = {}
-    for i, entry in enumerate(config.targets):
-        deps = {"scorer": scorer} if entry.intervention == "rejection-sampling" else {}
-        intervention = interventions.create(entry.intervention, entry.args, where=f"targets[{i}]", **deps)
-        targets[entry.label] = Target(
-            name=entry.label, size=entry.size or sizes[entry.model], model_name=entry.model,
-            model=built[entry.model], intervention=intervention,
-        )
-    return CampaignComponents(built, targets, scorer, extra, config.sampling)
+    built = build_target_set(config.models, config.targets, config.scorer)
+    return CampaignComponents(built.models, {t.name: t for t in built.targets}, built.scorer, built.extra_scorers,
+                              config.sampling)

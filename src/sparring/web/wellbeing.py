@@ -66,7 +66,8 @@ def wellbeing_aggregate(db: Session, campaign_id: str, min_responses: int) -> di
     return result
 
 
-def _open_campaign(db: Session, campaign_id: str) -> CampaignRow:
+def open_campaign(db: Session, campaign_id: str) -> CampaignRow:
+    """An open campaign, or 404: a closed one takes no new work."""
     campaign = db.get(CampaignRow, campaign_id)
     if campaign is None or campaign.status != "open":
         raise HTTPException(404, f"No open campaign {campaign_id!r}.")
@@ -77,7 +78,7 @@ def _open_campaign(db: Session, campaign_id: str) -> CampaignRow:
 def topics_page(request: Request, campaign_id: str, viewer: Viewer = Depends(page(*RED_TEAM_ROLES)),
                 ctx: WebContext = Depends(web_context)) -> Response:
     with ctx.transaction() as db:
-        campaign = _open_campaign(db, campaign_id)
+        campaign = open_campaign(db, campaign_id)
         chosen = opted_out(db, campaign_id, viewer.user_id)
     return render(request, "topics.html", viewer=viewer, campaign=campaign, opted_out=chosen,
                   saved=request.query_params.get("saved") == "1")
@@ -88,7 +89,7 @@ def save_topics(campaign_id: str, done: Action = Depends(action(*RED_TEAM_ROLES)
                 ctx: WebContext = Depends(web_context)) -> Response:
     picked = [t for t in done.form.getlist("opt_out") if isinstance(t, str)]
     with ctx.transaction() as db:
-        campaign = _open_campaign(db, campaign_id)
+        campaign = open_campaign(db, campaign_id)
         unknown = [t for t in picked if t not in campaign.topics]
         if unknown:
             raise HTTPException(400, f"opt_out: {unknown[0]!r} is not one of this campaign's topics")
@@ -104,7 +105,7 @@ def save_topics(campaign_id: str, done: Action = Depends(action(*RED_TEAM_ROLES)
 def survey_page(request: Request, campaign_id: str, viewer: Viewer = Depends(page(*RED_TEAM_ROLES)),
                 ctx: WebContext = Depends(web_context)) -> Response:
     with ctx.transaction() as db:
-        campaign = _open_campaign(db, campaign_id)
+        campaign = open_campaign(db, campaign_id)
         if not survey_due(db, campaign, viewer.user_id):
             return redirect(f"/campaigns/{campaign_id}")
     return render(request, "survey.html", viewer=viewer, campaign=campaign, feelings=FEELINGS, answers={})
@@ -123,7 +124,7 @@ def submit_survey(request: Request, campaign_id: str, done: Action = Depends(act
         else:
             missing.append(feeling)
     with ctx.transaction() as db:
-        campaign = _open_campaign(db, campaign_id)
+        campaign = open_campaign(db, campaign_id)
         if not survey_due(db, campaign, done.viewer.user_id):
             return redirect(f"/campaigns/{campaign_id}")
         if missing and not skipped:
