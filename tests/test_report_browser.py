@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,22 +10,17 @@ from report_support import write_small_planted
 from sparring.analysis.dataset import read_source
 from sparring.analysis.report import build_report
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("SPARRING_TEST_ARTIFACTS") or Path(__file__).parent / "artifacts")
-
 
 @pytest.mark.browser
-def test_report_renders_in_headless_chromium(tmp_path: Path):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found (Debian's chromium package)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
+def test_report_renders_in_headless_chromium(tmp_path: Path, chromium_executable: Path, artifacts_dir: Path):
+    from playwright import sync_api
+
     path = tmp_path / "red_team_attempts.jsonl.gz"
     write_small_planted(path)
     result = build_report(read_source(str(path)), tmp_path / "report.html", map_sample=400)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+        browser = playwright.chromium.launch(executable_path=str(chromium_executable),
                                              args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -37,7 +31,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path):
             page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
             page.goto(result.html.as_uri())
             page.wait_for_load_state("load")
-            page.screenshot(path=str(ARTIFACTS / "report_full_page.png"), full_page=True)
+            page.screenshot(path=str(artifacts_dir / "report_full_page.png"), full_page=True)
 
             assert page.locator("#content-warning").is_visible()
             assert page.get_by_role("heading", level=1).is_visible()
