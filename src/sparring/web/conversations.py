@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from sqlalchemy import func, select, update
@@ -82,6 +82,10 @@ class ConversationView:
     def exchanges(self) -> int:
         """Assistant turns with a pick: complete human/assistant exchanges."""
         return sum(1 for t in self.turns if t.role == "assistant" and t.picked is not None)
+
+    def with_human_turn(self, text: str) -> ConversationView:
+        """This view after the person's next message was stored (saves re-reading it)."""
+        return replace(self, error=None, turns=[*self.turns, TurnView(self.next_index, Role.HUMAN.value, [text], 0)])
 
     def as_conversation(self) -> Conversation:
         """The record the targets and scorers take: picked path, with every sample and its scores."""

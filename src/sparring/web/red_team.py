@@ -196,7 +196,7 @@ async def send_message(request: Request, conversation_id: str, done: Action = De
             await run_in_threadpool(_write, ctx, store.add_human_turn, conversation_id, turn, text)
         except IntegrityError:
             return redirect(f"/conversations/{conversation_id}")
-        await _respond(ctx, conversation_id, done.viewer)
+        await _respond(ctx, view.with_human_turn(text))
     return redirect(f"/conversations/{conversation_id}")
 
 
@@ -207,7 +207,7 @@ async def retry(conversation_id: str, done: Action = Depends(action(*RED_TEAM_RO
     async with ctx.conversation_lock(conversation_id):
         view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer)
         if view.state == "awaiting_model" and view.next_index == turn:
-            await _respond(ctx, conversation_id, done.viewer)
+            await _respond(ctx, view)
     return redirect(f"/conversations/{conversation_id}")
 
 
@@ -217,6 +217,11 @@ def _write(ctx: WebContext, function, *args: object) -> None:  # type: ignore[no
 
 
 async def _components(ctx: WebContext, campaign_id: str) -> tuple[CampaignRow, CampaignComponents]:
+    """The campaign (its sampling settings never change after creation) and its live targets, read once."""
+    cached = ctx.pool.cached(campaign_id)
+    if cached is not None:
+        return cached
+
     def load() -> tuple[CampaignRow, str]:
         with ctx.transaction() as db:
             campaign = db.get(CampaignRow, campaign_id)
@@ -225,16 +230,19 @@ async def _components(ctx: WebContext, campaign_id: str) -> tuple[CampaignRow, C
         return campaign, run.config_toml
 
     campaign, toml = await run_in_threadpool(load)
-    return campaign, await ctx.pool.get(campaign_id, toml)
+    components = await ctx.pool.get(campaign_id, toml)
+    ctx.pool.remember_campaign(campaign)
+    return campaign, components
 
 
-async def _respond(ctx: WebContext, conversation_id: str, viewer: Viewer) -> None:
+async def _respond(ctx: WebContext, view: ConversationView) -> None:
     """Sample the campaign's N responses for the pending human turn, score them, store them unpicked.
 
     Any failure is stored as the conversation's error (the message, never the model's output) and
-    shown with a Retry button; the human turn stays.
+    shown with a Retry button; the human turn stays. ``view`` is the conversation as stored, its
+    last turn the person's message (the caller holds the conversation's lock).
     """
-    view = await run_in_threadpool(_own_conversation, ctx, conversation_id, viewer)
+    conversation_id = view.id
     campaign, components = await _components(ctx, view.campaign_id)
     target = components.targets.get(view.target)
     conversation = view.as_conversation()

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from sparring.conversation import Conversation
+from sparring.store.campaign_schema import CampaignRow
 from sparring.web.targets_config import CampaignComponents, build_targets, parse_targets
 
 log = logging.getLogger(__name__)
@@ -14,6 +15,7 @@ log = logging.getLogger(__name__)
 class TargetsPool:
     def __init__(self) -> None:
         self._built: dict[str, CampaignComponents] = {}
+        self._campaigns: dict[str, CampaignRow] = {}  # detached rows: sampling settings, fixed at creation
         self._lock = asyncio.Lock()
         self._warming: set[asyncio.Task[None]] = set()
 
@@ -27,6 +29,14 @@ class TargetsPool:
                     built = build_targets(parse_targets(targets_toml, f"campaign {campaign_id} targets"))
                     self._built[campaign_id] = built
         return built
+
+    def remember_campaign(self, campaign: CampaignRow) -> None:
+        self._campaigns[campaign.id] = campaign
+
+    def cached(self, campaign_id: str) -> tuple[CampaignRow, CampaignComponents] | None:
+        """The campaign and its components when both were read before (no database round trip)."""
+        campaign, built = self._campaigns.get(campaign_id), self._built.get(campaign_id)
+        return (campaign, built) if campaign is not None and built is not None else None
 
     async def warm(self, campaign_id: str, targets_toml: str) -> None:
         """Load the scorer (the PM loads torch: seconds) before the first red teamer waits for it."""
@@ -45,5 +55,6 @@ class TargetsPool:
         for task in list(self._warming):
             task.cancel()
         built, self._built = self._built, {}
+        self._campaigns.clear()
         for components in built.values():
             await components.aclose()
