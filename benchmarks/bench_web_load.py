@@ -38,32 +38,29 @@ import asyncio
 import os
 import random
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from web_load_server import (
+    PASSWORD,
+    create_accounts,
+    create_campaign,
+    csrf_token_of,
+    drop_postgres,
+    postgres_database,
+    start_server,
+    stop_server,
+    tree_cpu_seconds,
+)
 
 GOAL_MS = 100.0
-PASSWORD = "benchmark password"
-DB_ENV = "SPARRING_BENCH_DATABASE_URL"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 MESSAGE_TURN = re.compile(r'name="turn" value="(\d+)"')
 PICK_TURN = re.compile(r'id="responses" aria-labelledby="responses-title" data-turn="(\d+)"')
-RESPONSES = [f"Scripted response {i}: this is what the fast model says." for i in range(64)]
-
-
-def create_app_from_env():  # type: ignore[no-untyped-def]
-    """``uvicorn --factory`` target, so several workers can each build the app (the database from the env)."""
-    from sparring.web import WebSettings, create_app
-
-    return create_app(WebSettings(database_url=os.environ[DB_ENV]))
 
 
 # -- measurements ---------------------------------------------------------------------------------------------
@@ -95,13 +92,6 @@ class Sent:
     ratings: dict[str, int] = field(default_factory=dict)
 
 
-def _csrf(html: str) -> str:
-    match = CSRF.search(html)
-    if match is None:
-        raise RuntimeError(f"no csrf_token on the page: {html[:300]!r}")
-    return match.group(1)
-
-
 async def _follow(rec: Recorder, client: httpx.AsyncClient, response: httpx.Response, kind: str) -> httpx.Response:
     """A browser loads the page a 303 points to."""
     location = response.headers.get("location")
@@ -128,7 +118,7 @@ async def red_teamer(rec: Recorder, base_url: str, username: str, campaign: str,
     async with httpx.AsyncClient(base_url=base_url, follow_redirects=False, timeout=120) as client:
         page = await rec.request(client, "login phase: GET login page", "GET", "/login")
         done = await rec.request(client, "login phase: POST login (Argon2id)", "POST", "/login", {
-            "username": username, "password": PASSWORD, "next": "/", "csrf_token": _csrf(page.text)})
+            "username": username, "password": PASSWORD, "next": "/", "csrf_token": csrf_token_of(page.text)})
         await _follow(rec, client, done, "login phase: GET home")
         await everyone_in.wait()
         await think()
@@ -136,12 +126,12 @@ async def red_teamer(rec: Recorder, base_url: str, username: str, campaign: str,
             warning = await rec.request(client, "GET content warning", "GET", f"/campaigns/{campaign}")
             await think()
             done = await rec.request(client, "POST start task", "POST", f"/campaigns/{campaign}/tasks",
-                                     {"csrf_token": _csrf(warning.text)})
+                                     {"csrf_token": csrf_token_of(warning.text)})
             task = await _follow(rec, client, done, "GET task page")
             task_path = task.url.path
             await think()
             done = await rec.request(client, "POST task description", "POST", f"{task_path}/conversations", {
-                "task_description": f"{username} attempt {number}", "csrf_token": _csrf(task.text)})
+                "task_description": f"{username} attempt {number}", "csrf_token": csrf_token_of(task.text)})
             chat = await _follow(rec, client, done, "GET chat page")
             conversation = chat.url.path.rsplit("/", 1)[1]
             for turn in range(turns):
@@ -151,7 +141,7 @@ async def red_teamer(rec: Recorder, base_url: str, username: str, campaign: str,
                 message = f"{username} conversation {number} message {turn}: tell me something bad"
                 await think()
                 done = await rec.request(client, "POST message (total)", "POST", f"{chat.url.path}/messages", {
-                    "message": message, "turn": index.group(1), "csrf_token": _csrf(chat.text)})
+                    "message": message, "turn": index.group(1), "csrf_token": csrf_token_of(chat.text)})
                 sent.messages.append(message)
                 chat = await _follow(rec, client, done, "GET chat page")
                 shown = PICK_TURN.search(chat.text)
@@ -160,113 +150,16 @@ async def red_teamer(rec: Recorder, base_url: str, username: str, campaign: str,
                 choice = (turn + number) % responses
                 await think()
                 done = await rec.request(client, "POST pick", "POST", f"{chat.url.path}/pick", {
-                    "turn": shown.group(1), "sample": str(choice), "csrf_token": _csrf(chat.text)})
+                    "turn": shown.group(1), "sample": str(choice), "csrf_token": csrf_token_of(chat.text)})
                 sent.picks[(conversation, int(shown.group(1)))] = choice
                 chat = await _follow(rec, client, done, "GET chat page")
             end = await rec.request(client, "GET end page", "GET", f"{chat.url.path}/end")
             rating = (number + len(username)) % 5
             await think()
             done = await rec.request(client, "POST end + rating", "POST", f"{chat.url.path}/end", {
-                "rating": str(rating), "csrf_token": _csrf(end.text)})
+                "rating": str(rating), "csrf_token": csrf_token_of(end.text)})
             sent.ratings[conversation] = rating
             await _follow(rec, client, done, "GET task page")
-
-
-# -- the server and its database --------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(db_url: str, workers: int, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "--factory", "bench_web_load:create_app_from_env",
-               "--app-dir", str(Path(__file__).parent), "--host", "127.0.0.1", "--port", str(port),
-               "--workers", str(workers), "--log-level", "info"]  # info (with access log), as `sparring serve`
-    process = subprocess.Popen(command, env={**os.environ, DB_ENV: db_url}, stdout=log.open("w"),
-                               stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/login", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"the server did not answer: {log.read_text()[-2000:]}")
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children (uvicorn's workers), from /proc; 0 where unavailable."""
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        this, parent = int(stat.parent.name), int(fields[1])
-        if this == pid or parent == pid:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-
-
-def create_accounts(db_url: str, users: int) -> list[str]:
-    """The admin and the red teamers, straight into the database (setup, not measured)."""
-    from sparring.store import Store
-    from sparring.web.accounts import create_user
-
-    store = Store(db_url)  # creates the schema
-    try:
-        create_user(store.engine, "admin", PASSWORD, "admin")
-        names = [f"redteamer{i:03d}" for i in range(users)]
-        for name in names:
-            create_user(store.engine, name, PASSWORD, "red_teamer")
-    finally:
-        store.close()
-    return names
-
-
-def campaign_toml(delay_s: float) -> str:
-    quoted = ", ".join(f'"{r}"' for r in RESPONSES)
-    return (f'[sampling]\nmax_tokens = 32\n[scorer]\nname = "refusal"\n'
-            f'[[models]]\nname = "fast"\nbackend = "scripted"\nsize = "1M"\ndelay_s = {delay_s}\n'
-            f'responses = [{quoted}]\n'
-            '[[targets]]\nmodel = "fast"\nintervention = "plain"\n'
-            '[[targets]]\nmodel = "fast"\nintervention = "prompted"\n')
-
-
-def create_campaign(url: str, delay_s: float, responses: int) -> tuple[str, str]:
-    """Through the admin form, as an admin would; returns (campaign id, run id)."""
-    with httpx.Client(base_url=url, timeout=60) as admin:
-        page = admin.get("/login")
-        admin.post("/login", data={"username": "admin", "password": PASSWORD, "next": "/",
-                                   "csrf_token": _csrf(page.text)})
-        page = admin.get("/admin/campaigns/new")
-        done = admin.post("/admin/campaigns", data={
-            "name": "Load benchmark", "instructions": "Red team the assistant.", "content_warning": "Offensive.",
-            "topics": "", "conversations_per_task": "1", "responses_per_turn": str(responses),
-            "suggested_turns": "4", "break_minutes": "1440", "survey_every_tasks": "1000",
-            "targets_toml": campaign_toml(delay_s), "csrf_token": _csrf(page.text)})
-        if done.status_code != 303:
-            raise RuntimeError(f"campaign not created: {done.status_code} {done.text[:500]}")
-        campaign = done.headers["location"].rsplit("/", 1)[1]
-    return campaign, f"campaign-{campaign}"
 
 
 # -- checking the database -----------------------------------------------------------------------------------
@@ -445,31 +338,6 @@ def run_one(label: str, db_url: str, workers: int, args: argparse.Namespace, wor
     login = rows_p95(rec, "login phase: POST login (Argon2id)")
     return {"label": f"{label}/{workers}w", "pages": p95[PAGES], "actions": p95[ACTIONS], "login": login, "bad": bad,
             "lost": sum(check.lost.values()), "duplicated": sum(check.duplicated.values())}
-
-
-def postgres_database(admin_url: str) -> tuple[str, str] | None:
-    """A fresh database (name, SQLAlchemy URL) on the server, or None with a message if unreachable."""
-    try:
-        import psycopg
-    except ImportError:
-        print("PostgreSQL skipped: psycopg is not installed")
-        return None
-    name = f"sparring_bench_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as error:
-        print(f"PostgreSQL skipped: not reachable at {admin_url}: {str(error).strip()}")
-        return None
-    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    return name, f"{base}/{name}"
-
-
-def drop_postgres(admin_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main(argv: list[str] | None = None) -> int:
