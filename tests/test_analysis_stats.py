@@ -8,8 +8,14 @@ import pytest
 
 from sparring.analysis.agreement import fleiss_kappa, review_agreement
 from sparring.analysis.cells import cell_counts, cell_table
-from sparring.analysis.compare import compare_sources, distinct_2, human_turns
-from sparring.analysis.dataset import ATTEMPT_COLUMNS, RedTeamData, parse_params, reviews_frame
+from sparring.analysis.compare import compare_sources, distinct_2
+from sparring.analysis.dataset import (
+    ATTEMPT_COLUMNS,
+    RedTeamData,
+    parse_params,
+    reviews_frame,
+)
+from sparring.analysis.embedding_map import human_turns
 from sparring.analysis.mixed_effects import fit_mixed_effects
 from sparring.analysis.ratings import rating_distribution, rating_vs_harmlessness
 from sparring.analysis.red_teamers import concentration, per_person_effectiveness

@@ -12,10 +12,10 @@ import pandas as pd
 from sparring.analysis.bootstrap import interval, resampled_means
 from sparring.analysis.cells import success
 from sparring.analysis.dataset import RedTeamData
+from sparring.analysis.embedding_map import human_turns
 
 METRICS = (("mean_rating", "rating"), ("success_rate", "success"), ("mean_min_harmlessness", "harm"))
 DIVERSITY_SAMPLE = 1000  # attempts per source for distinct-2, the same number for both
-_HUMAN = re.compile(r"\n\nHuman: ?(.*?)(?=\n\nAssistant:|\n\nHuman:|\Z)", re.DOTALL)
 _WORD = re.compile(r"\w+")
 
 
@@ -80,10 +80,6 @@ def _tag_mix(a: RedTeamData, b: RedTeamData) -> pd.DataFrame:
         return pd.DataFrame(columns=["tag", "share_a", "share_b"])
     order = (mix["share_a"] + mix["share_b"]).sort_values(ascending=False, kind="stable").index
     return mix.loc[order].reset_index(drop=True)
-
-
-def human_turns(transcript: str) -> list[str]:
-    return [m.group(1) for m in _HUMAN.finditer(transcript)]
 
 
 def distinct_2(texts: list[str]) -> float:
