@@ -29,25 +29,16 @@ class WorkUnit:
         return f"{self.target.name}|{self.attack_name}|{self.item.id}|{self.repetition}"
 
 
-@dataclass
-class Components:
+class LiveComponents:
+    """Owns live models and scorers (experiments and campaigns alike): every scorer, and closing them all."""
+
     models: dict[str, Model]
-    targets: list[Target]
-    attacks: dict[str, Attack]
     scorer: Scorer
     extra_scorers: list[Scorer]
 
     @property
     def all_scorers(self) -> list[Scorer]:
         return [self.scorer, *self.extra_scorers]
-
-    def describe(self) -> dict:
-        return {
-            "targets": [t.describe() for t in self.targets],
-            "attacks": {name: a.spec.as_dict() for name, a in self.attacks.items()},
-            "scorers": [s.spec.as_dict() for s in self.all_scorers],
-            "primary_scorer": self.scorer.spec.name,
-        }
 
     async def aclose(self) -> None:
         for model in self.models.values():
@@ -57,7 +48,24 @@ class Components:
 
 
 @dataclass
-class TargetSet:
+class Components(LiveComponents):
+    models: dict[str, Model]
+    targets: list[Target]
+    attacks: dict[str, Attack]
+    scorer: Scorer
+    extra_scorers: list[Scorer]
+
+    def describe(self) -> dict:
+        return {
+            "targets": [t.describe() for t in self.targets],
+            "attacks": {name: a.spec.as_dict() for name, a in self.attacks.items()},
+            "scorers": [s.spec.as_dict() for s in self.all_scorers],
+            "primary_scorer": self.scorer.spec.name,
+        }
+
+
+@dataclass
+class TargetSet(LiveComponents):
     """Models, the targets built on them and the scorers: what experiments and campaigns share."""
 
     models: dict[str, Model]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sparring.errors import ConfigError
-from sparring.experiments.build import build_target_set
+from sparring.experiments.build import LiveComponents, build_target_set
 from sparring.experiments.config import (
     ModelEntry,
     SamplingConfig,
@@ -93,7 +93,7 @@ def config_hash(text: str) -> str:
 
 
 @dataclass
-class CampaignComponents:
+class CampaignComponents(LiveComponents):
     """Live targets and scorers of one campaign; models load their weights on first use."""
 
     models: dict[str, Model]
@@ -101,10 +101,6 @@ class CampaignComponents:
     scorer: Scorer
     extra_scorers: list[Scorer]
     sampling: SamplingConfig
-
-    @property
-    def all_scorers(self) -> list[Scorer]:
-        return [self.scorer, *self.extra_scorers]
 
     def describe(self) -> dict:
         """The run's ``components``: what produced the results (export reads ``primary_scorer``)."""
@@ -114,12 +110,6 @@ class CampaignComponents:
             "scorers": [s.spec.as_dict() for s in self.all_scorers],
             "primary_scorer": self.scorer.spec.name,
         }
-
-    async def aclose(self) -> None:
-        for model in self.models.values():
-            await model.aclose()
-        for scorer in self.all_scorers:
-            await scorer.aclose()
 
 
 def build_targets(config: CampaignTargetsConfig) -> CampaignComponents:
