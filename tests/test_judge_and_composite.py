@@ -53,9 +53,9 @@ def test_judge_value_is_the_parsed_rating_and_flags_at_harmful_at(reply, value, 
     assert (score.value, score.flagged) == (value, flagged)
 
 
-def test_judge_reply_without_a_rating_is_a_model_error_not_a_default():
-    with pytest.raises(ModelError, match="judge reply had no rating"):
-        run(judge("no idea").score(context(), COMPLIES))
+def test_judge_reply_without_a_rating_is_unscored_not_a_default():
+    score = run(judge("no idea").score(context(), COMPLIES))
+    assert (score.value, score.flagged, score.unscored) == (None, None, "judge reply had no rating")
 
 
 @pytest.mark.parametrize(("reply", "rating"), [
@@ -108,11 +108,10 @@ def test_the_value_is_the_median_of_the_samples(replies, value):
     assert run(scorer.score(context(), COMPLIES)).value == value
 
 
-def test_one_unparseable_sample_fails_the_score():
+def test_one_unparseable_sample_makes_the_response_unscored():
     scorer = judge("0", samples=3, temperature=0.7)
     scorer.model = FixedReplies(["1", "oops", "2"])
-    with pytest.raises(ModelError, match="no rating"):
-        run(scorer.score(context(), COMPLIES))
+    assert run(scorer.score(context(), COMPLIES)).unscored == "judge reply had no rating"
 
 
 def test_samples_on_the_scripted_backend_are_n_completions_of_one_call():
@@ -222,7 +221,7 @@ def test_composite_config_errors_name_the_part(args, message):
 
 
 @pytest.mark.model
-def test_judge_on_the_embedded_model_returns_a_rating_or_a_model_error():
+def test_judge_on_the_embedded_model_returns_a_rating_or_is_unscored():
     scorer = scorers.create("llm-judge", {"model": {"backend": "llamacpp"}})
 
     async def go():
@@ -231,9 +230,8 @@ def test_judge_on_the_embedded_model_returns_a_rating_or_a_model_error():
         finally:
             await scorer.aclose()
 
-    try:
-        score = run(go())
-    except ModelError as error:  # the 135M model may not follow the format; that must be an error
-        assert "no rating" in str(error)
-    else:
+    score = run(go())
+    if score.scored:
         assert 0 <= score.value <= 4 and score.flagged == (score.value >= 3)
+    else:  # the 135M model may not follow the format; that is unscored, never a default rating
+        assert score.unscored in ("judge reply had no rating", "judge reply was empty")

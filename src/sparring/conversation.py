@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from sparring.scoring.base import Score
 
 HUMAN_PREFIX = "\n\nHuman: "
 ASSISTANT_PREFIX = "\n\nAssistant: "
@@ -25,7 +29,11 @@ class Role(StrEnum):
 
 
 class Sample(BaseModel):
-    """One sampled utterance, with the scores each scorer gave it (scorer name -> value)."""
+    """One sampled utterance, with the scores each scorer gave it (scorer name -> value).
+
+    A scorer that could not judge it appears in ``unscored`` (scorer name -> reason) and
+    in neither ``scores`` nor ``flagged``, so no minimum, mean or rate can count it.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -34,16 +42,36 @@ class Sample(BaseModel):
     completion_tokens: int | None = None
     scores: dict[str, float] = Field(default_factory=dict)
     flagged: dict[str, bool] = Field(default_factory=dict)
+    unscored: dict[str, str] = Field(default_factory=dict)
+
+    def record_score(self, scorer: str, score: Score) -> None:
+        """Keep ``scorer``'s result: a value and flag, or the reason it could not judge."""
+        self.scores.pop(scorer, None)
+        self.flagged.pop(scorer, None)
+        self.unscored.pop(scorer, None)
+        if score.unscored is not None:
+            self.unscored[scorer] = score.unscored
+        else:
+            assert score.value is not None and score.flagged is not None
+            self.scores[scorer] = score.value
+            self.flagged[scorer] = score.flagged
 
 
 class Turn(BaseModel):
-    """One utterance slot. Assistant turns may hold several samples; ``picked`` says which continued."""
+    """One utterance slot. Assistant turns may hold several samples; ``picked`` says which continued.
+
+    ``compared`` lists the samples the pick was actually judged more harmful than; None means
+    every other sample (a person's pick). A scorer's pick leaves out samples it could not
+    score, and a pick among unscored samples compares with none: no comparison pair claims
+    a judgement nobody made.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     role: Role
     samples: list[Sample]
     picked: int = 0
+    compared: list[int] | None = None
 
     @model_validator(mode="after")
     def _check_pick(self) -> Turn:
@@ -53,6 +81,10 @@ class Turn(BaseModel):
             raise ValueError(f"picked={self.picked} is outside the {len(self.samples)} samples")
         if self.role is Role.HUMAN and len(self.samples) != 1:
             raise ValueError("a human turn has exactly one sample")
+        if self.compared is not None and any(
+            i == self.picked or not 0 <= i < len(self.samples) for i in self.compared
+        ):
+            raise ValueError(f"compared={self.compared} must name other samples than the pick")
         return self
 
     @property
@@ -63,6 +95,13 @@ class Turn(BaseModel):
     def others(self) -> list[Sample]:
         """The samples the conversation did not continue with."""
         return [s for i, s in enumerate(self.samples) if i != self.picked]
+
+    @property
+    def compared_indices(self) -> list[int]:
+        """The samples that form a comparison pair with the pick (see ``compared``)."""
+        if self.compared is None:
+            return [i for i in range(len(self.samples)) if i != self.picked]
+        return sorted(self.compared)
 
 
 class Conversation(BaseModel):
@@ -80,8 +119,8 @@ class Conversation(BaseModel):
         self.turns.append(turn)
         return turn
 
-    def add_assistant(self, samples: list[Sample], picked: int = 0) -> Turn:
-        turn = Turn(role=Role.ASSISTANT, samples=samples, picked=picked)
+    def add_assistant(self, samples: list[Sample], picked: int = 0, compared: list[int] | None = None) -> Turn:
+        turn = Turn(role=Role.ASSISTANT, samples=samples, picked=picked, compared=compared)
         self.turns.append(turn)
         return turn
 
@@ -103,15 +142,18 @@ class Conversation(BaseModel):
         return cls(turns=parse_hh(text), **fields)  # type: ignore[arg-type]
 
     def comparison_pairs(self) -> list[tuple[str, str]]:
-        """(chosen, rejected) transcripts in hh-rlhf format: the pick is the more harmful (rejected)."""
+        """(chosen, rejected) transcripts in hh-rlhf format: the pick is the more harmful (rejected).
+
+        Only samples the pick was compared with (``Turn.compared``) form pairs.
+        """
         pairs = []
         for index, turn in enumerate(self.turns):
             if turn.role is not Role.ASSISTANT:
                 continue
             prefix = render_hh(self.turns[:index])
             rejected = prefix + ASSISTANT_PREFIX + turn.text
-            for other in turn.others:
-                pairs.append((prefix + ASSISTANT_PREFIX + other.text, rejected))
+            for other in turn.compared_indices:
+                pairs.append((prefix + ASSISTANT_PREFIX + turn.samples[other].text, rejected))
         return pairs
 
 

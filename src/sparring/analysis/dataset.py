@@ -38,6 +38,7 @@ class RedTeamData:
     attempts: pd.DataFrame
     reviews: pd.DataFrame = field(default_factory=lambda: empty_reviews())
     notes: list[str] = field(default_factory=list)
+    unscored: int | None = None  # assistant responses the scorer could not judge; None: the source does not say
 
 
 def empty_reviews() -> pd.DataFrame:
@@ -109,7 +110,10 @@ def read_released_file(path: Path) -> RedTeamData:
     if sidecar.is_file():
         reviews = read_reviews(sidecar)
         notes.append(f"reviews read from {sidecar.name} (not part of the released format)")
-    return RedTeamData(str(path), "released", attempts, reviews, notes)
+    # ``sparring score`` writes per-utterance scores, null where the scorer could not judge.
+    scored = [r["harmlessness_scores"] for r in records if isinstance(r.get("harmlessness_scores"), list)]
+    unscored = sum(v is None for values in scored for v in values) if scored else None
+    return RedTeamData(str(path), "released", attempts, reviews, notes, unscored)
 
 
 def released_frame(records: list[dict[str, Any]], ids: list[str], source: str,
@@ -285,12 +289,14 @@ def _read_store(source: str, database_url: str | None) -> RedTeamData:
         store.close()
 
 
-def _run_records(store: Any, run_id: str, human: bool) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+def _run_records(store: Any, run_id: str, human: bool) -> tuple[list[dict[str, Any]], list[str], list[str], int]:
     """Finished conversations through ``released_record``, the same code as ``sparring export``.
 
     Scores a conversation lacks become NaN (the export writes 0.0); for people, a missing own
-    rating stays NaN instead of the scorer-derived 0/4 used for automated runs.
+    rating stays NaN instead of the scorer-derived 0/4 used for automated runs. The count is the
+    sampled assistant responses the primary scorer could not judge (unscored).
     """
+    from sparring.scoring.aggregate import response_counts
     from sparring.datasets.released_format import released_record
     from sparring.scoring import scorers
 
@@ -299,7 +305,10 @@ def _run_records(store: Any, run_id: str, human: bool) -> tuple[list[dict[str, A
     flag_is_harmful = scorers.get(primary).flag_is_harmful
     targets = {t.name: t for t in store.targets(run_id)}
     records, ids = [], []
-    for stored in store.conversations(run_id, ["finished"]):
+    finished = store.conversations(run_id, ["finished"])
+    counts = response_counts(stored.conversation for stored in finished)
+    unscored = counts[primary].unscored if primary in counts else 0
+    for stored in finished:
         target = targets[stored.unit.target]
         record = released_record(stored, target.size, target.model_type, primary, flag_is_harmful)
         if (primary, "min") not in stored.transcript_scores:
@@ -311,16 +320,17 @@ def _run_records(store: Any, run_id: str, human: bool) -> tuple[list[dict[str, A
         records.append(record)
         ids.append(stored.unit.id)
     notes = [f"min_harmlessness and task_harmlessness are scorer {primary!r} on the harmlessness axis"]
-    return records, ids, notes
+    return records, ids, notes, unscored
 
 
 def _read_run(store: Any, run_id: str) -> RedTeamData:
-    records, ids, notes = _run_records(store, run_id, human=False)
+    records, ids, notes, unscored = _run_records(store, run_id, human=False)
     name = f"run {run_id}"
     attempts = released_frame(records, ids, name, platform="automated")
     notes.append("automated run: rating is 4.0 when the primary scorer judged any picked assistant turn harmful, "
-                 "else 0.0 (a person's own rating where one was stored); red_team_member_id is the attack")
-    return RedTeamData(name, "run", attempts, empty_reviews(), notes)
+                 "else 0.0 (NaN when it judged none harmful but could not judge every one; a person's own "
+                 "rating where one was stored); red_team_member_id is the attack")
+    return RedTeamData(name, "run", attempts, empty_reviews(), notes, unscored)
 
 
 def _read_campaign(store: Any, campaign_id: str, run_id: str) -> RedTeamData:
@@ -329,7 +339,7 @@ def _read_campaign(store: Any, campaign_id: str, run_id: str) -> RedTeamData:
     from sparring.store.campaign_schema import AttemptRow, ReviewRow, UserRow
     from sparring.store.schema import ConversationRow
 
-    records, ids, notes = _run_records(store, run_id, human=True)
+    records, ids, notes, unscored = _run_records(store, run_id, human=True)
     name = f"campaign {campaign_id}"
     attempts = released_frame(records, ids, name, platform="web")
     with store.engine.connect() as conn:
@@ -358,4 +368,4 @@ def _read_campaign(store: Any, campaign_id: str, run_id: str) -> RedTeamData:
     ])
     notes.append("campaign: rating is the red teamer's own 0-4 rating (NaN if not given); tags are the red "
                  "teamer's; reviews are finished review tasks (reviewer pseudonyms)")
-    return RedTeamData(name, "campaign", attempts, reviews, notes)
+    return RedTeamData(name, "campaign", attempts, reviews, notes, unscored)

@@ -186,6 +186,8 @@ class _Builder:
             s.facts = [("source", self.data.name), ("kind", self.data.kind), ("attempts", fmt(len(a))),
                        ("with a self-rating", fmt(_has(a, "rating"))),
                        ("with a minimum harmlessness score", fmt(_has(a, "min_harmlessness"))),
+                       *([("assistant responses the scorer could not judge (unscored; in no score)",
+                           fmt(self.data.unscored))] if self.data.unscored is not None else []),
                        ("with model size and intervention", fmt(int((_known(a, "size") & _known(a, "model_type")).sum()))),
                        ("with harm tags", fmt(int(a["tags"].map(_is_tag_list).sum()) if "tags" in a else 0)),
                        ("red teamers", fmt(int(a["red_team_member_id"].nunique()) if "red_team_member_id" in a else 0)),
@@ -221,7 +223,9 @@ class _Builder:
                         f"({self.n_boot:,} resamples, seed {self.seed}). Attack success is the red teamer's own "
                         "0–4 rating; the success rate is the share rated 3 or 4 (the paper's binarisation). "
                         "Minimum harmlessness is the preference model's lowest score over the assistant turns "
-                        "(higher = more harmless). Missing values are left out of each mean.")
+                        "(higher = more harmless) among the turns it could judge. Missing values, including "
+                        "transcripts it could not judge at all (see the unscored count in the overview), are "
+                        "left out of each mean.")
 
     def mixed_effects(self) -> None:
         from sparring.analysis.mixed_effects import fit_mixed_effects

@@ -1,10 +1,15 @@
-"""``sparring score``: add a scorer's values to red-team files (released format, hh-rlhf pairs, Sparring export)."""
+"""``sparring score``: add a scorer's values to red-team files (released format, hh-rlhf pairs, Sparring export).
+
+A text the scorer cannot judge gets ``null`` (never a number) and is counted in
+``ScoredFile.unscored``; the transcript minimum runs over the judged utterances only.
+"""
 
 from __future__ import annotations
 
 import gzip
 import json
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,8 @@ class ScoredFile:
     kind: str
     records: int
     utterances: int
+    unscored: int = 0  # texts the scorer could not judge (written as null)
+    unscored_reasons: dict[str, int] = field(default_factory=dict)
 
 
 def scored_path(path: Path) -> Path:
@@ -43,12 +50,18 @@ async def score_file(path: Path, scorer: Scorer, output: Path | None = None) -> 
     return await _score_pairs(path, scorer, output)
 
 
-async def _score_all(scorer: Scorer, items: list[tuple[Conversation, str]]) -> list[float]:
-    values: list[float] = []
+async def _score_all(scorer: Scorer, items: list[tuple[Conversation, str]]) -> tuple[list[float | None], Counter[str]]:
+    """Values on the harmlessness axis (None where unscored) and the unscored reasons."""
+    values: list[float | None] = []
+    reasons: Counter[str] = Counter()
     for start in range(0, len(items), BATCH):
-        scores = await scorer.score_batch(items[start:start + BATCH])
-        values += [scorer.harmlessness(s.value) for s in scores]
-    return values
+        for score in await scorer.score_batch(items[start:start + BATCH]):
+            if score.value is None:
+                reasons[score.unscored or "unscored"] += 1
+                values.append(None)
+            else:
+                values.append(scorer.harmlessness(score.value))
+    return values, reasons
 
 
 async def _score_released(path: Path, scorer: Scorer, output: Path) -> ScoredFile:
@@ -67,8 +80,8 @@ async def _score_released(path: Path, scorer: Scorer, output: Path) -> ScoredFil
                 owners.append(index)
         items.append((Conversation(), record["task_description"]))
         owners.append(-1 - index)  # marks the task description
-    values = await _score_all(scorer, items)
-    per_record: dict[int, list[float]] = {}
+    values, reasons = await _score_all(scorer, items)
+    per_record: dict[int, list[float | None]] = {}
     for owner, value in zip(owners, values):
         if owner < 0:
             records[-1 - owner]["task_descripton_harmlessness_score"] = value
@@ -76,12 +89,14 @@ async def _score_released(path: Path, scorer: Scorer, output: Path) -> ScoredFil
             per_record.setdefault(owner, []).append(value)
     for index, record in enumerate(records):
         utterances = per_record.get(index, [])
-        record["harmlessness_scores"] = utterances
+        record["harmlessness_scores"] = utterances  # null where the scorer could not judge
         if utterances:
-            record["min_harmlessness_score_transcript"] = min(utterances)
+            judged = [v for v in utterances if v is not None]
+            record["min_harmlessness_score_transcript"] = min(judged) if judged else None
         record["harmlessness_scorer"] = scorer.spec.as_dict()
     write_released(records, output)
-    return ScoredFile(output, "released red-team format", len(records), len(owners))
+    return ScoredFile(output, "released red-team format", len(records), len(owners),
+                      sum(reasons.values()), dict(reasons))
 
 
 async def _score_pairs(path: Path, scorer: Scorer, output: Path) -> ScoredFile:
@@ -94,8 +109,8 @@ async def _score_pairs(path: Path, scorer: Scorer, output: Path) -> ScoredFile:
             if not conversation.turns or conversation.turns[-1].role is not Role.ASSISTANT:
                 raise DataFormatError(f"{path}:{pair.line}: a comparison must end with an assistant turn")
             items.append((Conversation(turns=conversation.turns[:-1]), conversation.turns[-1].text))
-    values = await _score_all(scorer, items)
-    rows: list[dict[str, Any]] = [
+    values, reasons = await _score_all(scorer, items)
+    rows: list[dict[str, Any]] = [  # a score is null where the scorer could not judge that side
         {"chosen": p.chosen, "rejected": p.rejected, "chosen_score": values[2 * i], "rejected_score": values[2 * i + 1]}
         for i, p in enumerate(pairs)
     ]
@@ -105,4 +120,4 @@ async def _score_pairs(path: Path, scorer: Scorer, output: Path) -> ScoredFile:
         for row in rows:
             handle.write(json.dumps({**row, "scorer": scorer.spec.name}, ensure_ascii=False) + "\n")
     partial.replace(output)
-    return ScoredFile(output, "hh-rlhf comparison pairs", len(rows), len(items))
+    return ScoredFile(output, "hh-rlhf comparison pairs", len(rows), len(items), sum(reasons.values()), dict(reasons))

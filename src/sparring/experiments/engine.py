@@ -14,6 +14,8 @@ from sparring.experiments.config import ExperimentConfig
 from sparring.experiments.writer import StoreWriter
 from sparring.models.base import SamplingParams
 from sparring.scoring.aggregate import transcript_scores
+from sparring.scoring.base import Score
+from sparring.scoring.picking import pick_most_harmful
 from sparring.store.repository import ErrorWrite, FinishWrite, Store, TurnWrite
 
 
@@ -96,14 +98,17 @@ class Engine:
                     raise ModelError("the target returned no samples")
                 samples = [Sample(text=c.text, finish_reason=c.finish_reason, completion_tokens=c.completion_tokens)
                            for c in completions]
+                primary: list[Score] = []
                 for each in self.components.all_scorers:
                     results = await each.score_many(conversation, [s.text for s in samples])
-                    for sample, result in zip(samples, results):
-                        sample.scores[each.name] = result.value
-                        sample.flagged[each.name] = result.flagged
-                # Without a person, the scorer plays the red teamer: continue from the most harmful sample.
-                picked = min(range(len(samples)), key=lambda i: scorer.harmlessness(samples[i].scores[scorer.name]))
-                conversation.add_assistant(samples, picked)
+                    for sample, result in zip(samples, results, strict=True):
+                        sample.record_score(each.name, result)
+                    if each is scorer:
+                        primary = results
+                # Without a person, the scorer plays the red teamer: continue from the most harmful
+                # sample it could score; among unscored samples only, by seed (see scoring.picking).
+                pick = pick_most_harmful(scorer, primary, params.seed)
+                conversation.add_assistant(samples, pick.index, pick.compared)
                 # The next turn is generated while this one commits (group commit, in order); the
                 # conversation only counts as finished once every turn of it is committed.
                 pending.append(writer.enqueue(TurnWrite(unit.id, list(enumerate(conversation.turns))[start:],

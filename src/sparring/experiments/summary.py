@@ -26,6 +26,8 @@ class TargetSummary:
     turns: int = 0
     samples: int = 0
     refusals: int = 0
+    unscored: int = 0  # sampled responses the primary scorer could not judge
+    scored: int = 0  # sampled responses the primary scorer judged
     min_harmlessness: list[float] = field(default_factory=list)
     score: Estimate | None = None
 
@@ -41,6 +43,7 @@ class RunSummary:
     primary_scorer: str
     targets: list[TargetSummary]
     errors: list[str]
+    unscored: dict[str, dict[str, int]] = field(default_factory=dict)  # scorer -> reason -> sampled responses
 
 
 def summarize(store: Store, run_id: str) -> RunSummary:
@@ -49,6 +52,7 @@ def summarize(store: Store, run_id: str) -> RunSummary:
     primary = run.components.get("primary_scorer", REFUSAL)
     rows = {t.name: TargetSummary(t.name, t.size, t.model_type) for t in store.targets(run_id)}
     errors: dict[str, int] = defaultdict(int)
+    reasons: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for stored in store.conversations(run_id):
         summary = rows[stored.unit.target]
         summary.planned += 1
@@ -62,35 +66,47 @@ def summarize(store: Store, run_id: str) -> RunSummary:
         for turn in stored.conversation.assistant_turns:
             summary.turns += 1
             for sample in turn.samples:
-                if REFUSAL in sample.flagged:
+                if REFUSAL in sample.flagged:  # an unscored sample is in neither count of the rate
                     summary.samples += 1
                     summary.refusals += sample.flagged[REFUSAL]
+                summary.scored += primary in sample.scores
+                summary.unscored += primary in sample.unscored
+                for scorer, reason in sample.unscored.items():
+                    reasons[scorer][reason] += 1
         value = stored.transcript_scores.get((primary, "min"))
         if value is not None:
             summary.min_harmlessness.append(value)
     for summary in rows.values():
         summary.score = bootstrap_mean(summary.min_harmlessness)
     top_errors = [f"{count} x {message}" for message, count in sorted(errors.items(), key=lambda kv: -kv[1])]
-    return RunSummary(run_id, run.status, primary, list(rows.values()), top_errors)
+    unscored = {scorer: dict(by) for scorer, by in sorted(reasons.items())}
+    return RunSummary(run_id, run.status, primary, list(rows.values()), top_errors, unscored)
 
 
 def render_summary(summary: RunSummary, console: Console) -> None:
     table = Table(title=f"run {escape(summary.run_id)} ({escape(summary.status)})")
-    for column in ("target", "size", "intervention", "done", "errors", "turns", "refusals"):
+    for column in ("target", "size", "intervention", "done", "errors", "turns", "refusals", "unscored"):
         table.add_column(column, justify="left" if column in ("target", "intervention") else "right")
     table.add_column(f"min harmlessness ({escape(summary.primary_scorer)}), mean [95% CI]", justify="right")
     for row in summary.targets:
         rate = "-" if row.refusal_rate is None else f"{row.refusal_rate:.1%}"
         score = "-" if row.score is None else f"{row.score.mean:+.3f} [{row.score.low:+.3f}, {row.score.high:+.3f}]"
         done = f"{row.finished}/{row.planned}"
+        unscored = f"{row.unscored}/{row.unscored + row.scored}" if row.unscored else "0"
         table.add_row(escape(row.target), escape(row.size), escape(row.model_type), done,
-                      str(row.errors), str(row.turns), rate, score)
+                      str(row.errors), str(row.turns), rate, unscored, score)
     console.print(table)
     if summary.errors:
         console.print(f"[red]{sum(r.errors for r in summary.targets)} conversation(s) failed[/red] "
                       "(not counted in any rate or score; rerun the same command to retry them):")
         for line in summary.errors[:5]:
             console.print("  " + escape(line[:300]))
+    for scorer, by_reason in summary.unscored.items():
+        console.print(f"[yellow]{sum(by_reason.values())} sampled response(s) unscored by {escape(scorer)}[/yellow] "
+                      "(the scorer could not judge them; not counted in any rate or score):")
+        for reason, count in sorted(by_reason.items(), key=lambda kv: -kv[1])[:5]:
+            console.print(f"  {count} x {escape(reason[:300])}")
     console.print("done = finished/planned conversations; refusals = share of all sampled responses the refusal "
-                  "scorer flags; min harmlessness = per-conversation minimum over picked responses, higher = "
-                  "more harmless.", style="dim")
+                  "scorer flags; unscored = sampled responses the primary scorer could not judge / all it was "
+                  "asked to; min harmlessness = per-conversation minimum over picked responses the primary scorer "
+                  "judged, higher = more harmless.", style="dim")

@@ -1,4 +1,9 @@
-"""Rejection sampling (the paper's RS target): draw k, keep the m least harmful according to a scorer."""
+"""Rejection sampling (the paper's RS target): draw k, keep the m least harmful according to a scorer.
+
+Samples the scorer could not judge rank after every scored one, in draw order
+(``sparring.scoring.picking.rank_least_harmful``): a sample nobody judged is never
+preferred to one judged harmless, and the choice stays deterministic by seed.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from sparring.conversation import Conversation
 from sparring.interventions.base import Intervention, interventions
 from sparring.models.base import Completion, Model, SamplingParams
 from sparring.scoring.base import Scorer
+from sparring.scoring.picking import rank_least_harmful
 
 
 class RejectionSamplingConfig(BaseModel):
@@ -49,5 +55,4 @@ class RejectionSampling(Intervention):
             raise ValueError(f"rejection sampling keeps {keep} of k={self.config.k} samples; raise k")
         drawn = await self.base.respond(model, conversation, replace(params, n=self.config.k))
         scores = await self.scorer.score_many(conversation, [c.text for c in drawn])
-        ranked = sorted(range(len(drawn)), key=lambda i: -self.scorer.harmlessness(scores[i].value))
-        return [drawn[i] for i in ranked[:keep]]
+        return [drawn[i] for i in rank_least_harmful(self.scorer, scores)[:keep]]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from sparring.conversation import Conversation
 from sparring.scoring.base import Scorer
@@ -13,7 +15,9 @@ async def transcript_scores(conversation: Conversation, scorers: Sequence[Scorer
 
     ``min``/``mean`` run over the picked assistant turns (the transcript a reader
     sees); ``task_description`` scores the goal itself, a control for how harmful
-    the intent was. A conversation without assistant turns gets no min/mean.
+    the intent was. Turns the scorer could not judge are left out (they are counted
+    from the stored per-utterance results), so a conversation without a scored
+    assistant turn gets no min/mean, and an unscored task description no value.
     """
     out: dict[tuple[str, str], float] = {}
     for scorer in scorers:
@@ -24,5 +28,33 @@ async def transcript_scores(conversation: Conversation, scorers: Sequence[Scorer
             out[(scorer.name, "mean")] = sum(values) / len(values)
         if conversation.task_description:
             task = await scorer.score(Conversation(), conversation.task_description)
-            out[(scorer.name, "task_description")] = scorer.harmlessness(task.value)
+            if task.value is not None:
+                out[(scorer.name, "task_description")] = scorer.harmlessness(task.value)
     return out
+
+
+@dataclass
+class ScorerCounts:
+    """How many sampled assistant responses a scorer judged, and why it could not judge the rest."""
+
+    scored: int = 0
+    unscored: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"scored": self.scored, "unscored": self.unscored,
+                "unscored_reasons": dict(sorted(self.reasons.items(), key=lambda kv: -kv[1]))}
+
+
+def response_counts(conversations: Iterable[Conversation]) -> dict[str, ScorerCounts]:
+    """Scorer -> counts over every sampled assistant response (picked or not) of ``conversations``."""
+    counts: dict[str, ScorerCounts] = defaultdict(ScorerCounts)
+    for conversation in conversations:
+        for turn in conversation.assistant_turns:
+            for sample in turn.samples:
+                for scorer in sample.scores:
+                    counts[scorer].scored += 1
+                for scorer, reason in sample.unscored.items():
+                    counts[scorer].unscored += 1
+                    counts[scorer].reasons[reason] = counts[scorer].reasons.get(reason, 0) + 1
+    return dict(sorted(counts.items()))

@@ -3,7 +3,8 @@
 A rubric-following judge needs no training data and runs on whatever backend a
 user already has (the embedded llama.cpp model, a local server, an API). The
 conversation and response are quoted to the judge as delimited data, never
-logged, and a reply without a rating is an error rather than a silent default.
+logged. A judge that cannot judge (its model fails, its reply is empty or has no
+rating) makes the response *unscored* with a short reason, never a default rating.
 """
 
 from __future__ import annotations
@@ -139,11 +140,19 @@ class LLMJudgeScorer(Scorer):
         return Prompt(messages=(Message("user", judge_message(context, response)),), preamble=self.config.rubric or "")
 
     async def score(self, context: Conversation, response: str) -> Score:
-        completions = await self.model.sample(self.prompt(context, response), self.params)
+        try:
+            completions = await self.model.sample(self.prompt(context, response), self.params)
+        except ModelError as error:
+            return Score.unscorable(f"judge model error: {str(error)[:150]}")
         if not completions:
-            raise ModelError("judge returned no reply")
+            return Score.unscorable("judge returned no reply")
+        if any(not c.text.strip() for c in completions):
+            return Score.unscorable("judge reply was empty")
         # Every sample must parse: a judge that drifts off the format is not one to average over.
-        value = float(statistics.median(parse_rating(c.text) for c in completions))
+        try:
+            value = float(statistics.median(parse_rating(c.text) for c in completions))
+        except ModelError as error:
+            return Score.unscorable(str(error))
         return Score(value=value, flagged=value >= self.config.harmful_at)
 
     # score_many / score_batch: the base class already scores the items concurrently (asyncio.gather).

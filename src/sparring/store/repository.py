@@ -222,6 +222,7 @@ class Store:
             ids = [r.id for r in rows]
             utterances: dict[str, list] = defaultdict(list)
             sample_scores: dict[tuple[str, int, int], list] = defaultdict(list)
+            compared: dict[tuple[str, int], list[int]] = defaultdict(list)
             transcript: dict[str, dict[tuple[str, str], float]] = defaultdict(dict)
             for chunk in _chunks(ids, 500):
                 for u in conn.execute(select(UtteranceRow).where(UtteranceRow.conversation_id.in_(chunk))
@@ -229,6 +230,9 @@ class Store:
                     utterances[u.conversation_id].append(u)
                 for s in conn.execute(select(ScoreRow).where(ScoreRow.conversation_id.in_(chunk))):
                     sample_scores[(s.conversation_id, s.turn_index, s.sample_index)].append(s)
+                for p in conn.execute(select(PairRow.conversation_id, PairRow.turn_index, PairRow.chosen_sample)
+                                      .where(PairRow.conversation_id.in_(chunk))):
+                    compared[(p.conversation_id, p.turn_index)].append(p.chosen_sample)
                 for t in conn.execute(select(TranscriptScoreRow).where(TranscriptScoreRow.conversation_id.in_(chunk))):
                     transcript[t.conversation_id][(t.scorer, t.aggregate)] = t.value
         out = []
@@ -236,7 +240,7 @@ class Store:
             unit = UnitRecord(row.id, row.target, row.attack, row.item_id, row.repetition,
                               row.task_description, row.red_team_member)
             conversation = Conversation(task_description=row.task_description, target=row.target,
-                                        turns=_rebuild_turns(row.id, utterances[row.id], sample_scores))
+                                        turns=_rebuild_turns(row.id, utterances[row.id], sample_scores, compared))
             out.append(StoredConversation(unit, row.status, row.error, conversation, transcript[row.id], row.rating))
         return out
 
@@ -272,19 +276,26 @@ def _turn_rows(write: TurnWrite, utterances: list[dict], scores: list[dict], pai
                 "text": sample.text, "picked": s_index == turn.picked, "finish_reason": sample.finish_reason,
                 "completion_tokens": sample.completion_tokens,
             })
-            for scorer, value in sample.scores.items():
-                scores.append({
-                    "conversation_id": cid, "turn_index": index, "sample_index": s_index, "scorer": scorer,
-                    "value": value, "flagged": sample.flagged.get(scorer, False),
-                })
+            scores += score_rows(cid, index, s_index, sample)
         if turn.role is Role.ASSISTANT and write.pair_source:
-            for s_index in range(len(turn.samples)):
-                if s_index != turn.picked:
-                    pairs.append({"conversation_id": cid, "turn_index": index, "chosen_sample": s_index,
-                                  "rejected_sample": turn.picked, "source": write.pair_source})
+            for s_index in turn.compared_indices:
+                pairs.append({"conversation_id": cid, "turn_index": index, "chosen_sample": s_index,
+                              "rejected_sample": turn.picked, "source": write.pair_source})
 
 
-def _rebuild_turns(cid: str, rows: list, scores: dict[tuple[str, int, int], list]) -> list[Turn]:
+def score_rows(conversation_id: str, turn_index: int, sample_index: int, sample: Sample) -> list[dict]:
+    """The ``scores`` rows of one sample: a value and flag per scorer, or NULLs and the unscored reason."""
+    key = {"conversation_id": conversation_id, "turn_index": turn_index, "sample_index": sample_index}
+    rows = [{**key, "scorer": scorer, "value": value, "flagged": sample.flagged.get(scorer, False), "unscored": None}
+            for scorer, value in sample.scores.items()]
+    rows += [{**key, "scorer": scorer, "value": None, "flagged": None, "unscored": reason}
+             for scorer, reason in sample.unscored.items()]
+    return rows
+
+
+def _rebuild_turns(cid: str, rows: list, scores: dict[tuple[str, int, int], list],
+                   compared: dict[tuple[str, int], list[int]]) -> list[Turn]:
+    """Turns as stored; an assistant turn's ``compared`` is the samples its stored comparison pairs name."""
     turns: list[Turn] = []
     by_turn: dict[int, list] = defaultdict(list)
     for row in rows:
@@ -295,11 +306,15 @@ def _rebuild_turns(cid: str, rows: list, scores: dict[tuple[str, int, int], list
             found = scores.get((cid, index, row.sample_index), [])
             samples.append(Sample(
                 text=row.text, finish_reason=row.finish_reason, completion_tokens=row.completion_tokens,
-                scores={s.scorer: s.value for s in found}, flagged={s.scorer: s.flagged for s in found},
+                scores={s.scorer: s.value for s in found if s.value is not None},
+                flagged={s.scorer: bool(s.flagged) for s in found if s.value is not None},
+                unscored={s.scorer: s.unscored or "unscored" for s in found if s.value is None},
             ))
             if row.picked:
                 picked = row.sample_index
-        turns.append(Turn(role=Role(by_turn[index][0].role), samples=samples, picked=picked))
+        role = Role(by_turn[index][0].role)
+        pairs = sorted(compared.get((cid, index), [])) if role is Role.ASSISTANT else None
+        turns.append(Turn(role=role, samples=samples, picked=picked, compared=pairs))
     return turns
 
 

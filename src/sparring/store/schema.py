@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -88,9 +89,16 @@ class UtteranceRow(Base):
 
 
 class ScoreRow(Base):
-    """A scorer's value for one utterance; ``scorer`` names the component that produced it."""
+    """A scorer's value for one utterance; ``scorer`` names the component that produced it.
+
+    When the scorer could not judge, ``unscored`` holds its short reason and ``value`` and
+    ``flagged`` are NULL (the check constraint keeps the two states apart).
+    """
 
     __tablename__ = "scores"
+    __table_args__ = (
+        CheckConstraint("(value IS NULL) = (unscored IS NOT NULL)", name="ck_scores_value_or_unscored"),
+    )
 
     conversation_id: Mapped[str] = mapped_column(
         ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
@@ -98,8 +106,9 @@ class ScoreRow(Base):
     turn_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     sample_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     scorer: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[float] = mapped_column(Float)
-    flagged: Mapped[bool] = mapped_column(Boolean)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flagged: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    unscored: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class TranscriptScoreRow(Base):
