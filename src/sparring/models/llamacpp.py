@@ -31,6 +31,15 @@ def embedded_model_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
 
 
+def open_gguf(path: Path, n_ctx: int, n_threads: int | None = None) -> Any:
+    """A llama.cpp context for ``path``; call it on the compute thread, like every llama.cpp call."""
+    try:
+        from llama_cpp import Llama
+    except ImportError as error:  # pragma: no cover - a dependency of the package
+        raise ConfigError("the llamacpp backend needs llama-cpp-python: pip install llama-cpp-python") from error
+    return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 1, verbose=False)
+
+
 class LlamaCppConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -60,16 +69,7 @@ class LlamaCppModel(Model):
         if llama is not None:
             self._contexts.move_to_end(preamble)
             return llama
-        try:
-            from llama_cpp import Llama
-        except ImportError as error:  # pragma: no cover - a dependency of the package
-            raise ConfigError("the llamacpp backend needs llama-cpp-python: pip install llama-cpp-python") from error
-        llama = Llama(
-            model_path=str(self.path),
-            n_ctx=self.config.n_ctx,
-            n_threads=self.config.n_threads or os.cpu_count() or 1,
-            verbose=False,
-        )
+        llama = open_gguf(self.path, self.config.n_ctx, self.config.n_threads)
         self._contexts[preamble] = llama
         while len(self._contexts) > self.config.contexts:
             _, old = self._contexts.popitem(last=False)
