@@ -115,3 +115,21 @@ def test_a_composite_of_scored_parts_is_unchanged():
     score = run(composite.score(context(), "Sure, here is the placeholder answer."))
     assert score.flagged is True and score.value == pytest.approx((0.0 - 4.0) / 2)
 
+
+
+class StubPM:
+    """Stands in for the preference model's numbers; the scorer's own code turns them into Scores."""
+
+    threshold = 0.0
+
+    def score(self, contexts, responses):
+        return [float("nan"), -1.5, float("inf")][: len(responses)]
+
+
+def test_a_non_finite_pm_score_is_unscored_not_a_value():
+    pm = scorers.create("pm")
+    pm._pm = StubPM()
+    scores = pm.score_blocking(["", "", ""], ["a", "b", "c"])
+    assert [s.unscored for s in scores] == ["the preference model returned a non-finite score", None,
+                                            "the preference model returned a non-finite score"]
+    assert (scores[1].value, scores[1].flagged) == (-1.5, True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -59,7 +60,9 @@ class PreferenceModelScorer(Scorer):
     def score_blocking(self, contexts: Sequence[str], responses: Sequence[str]) -> list[Score]:
         values = self.pm.score(list(contexts), list(responses))
         threshold = self.threshold
-        return [Score(value=float(v), flagged=bool(v < threshold)) for v in values]
+        # A non-finite score (a degenerate input to the model) cannot rank anything: unscored, not a value.
+        return [Score(value=float(v), flagged=bool(v < threshold)) if math.isfinite(v)
+                else Score.unscorable("the preference model returned a non-finite score") for v in values]
 
     async def score(self, context: Conversation, response: str) -> Score:
         return (await self.score_batch([(context, response)]))[0]
