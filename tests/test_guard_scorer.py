@@ -228,3 +228,36 @@ def test_a_conversation_too_long_for_the_context_is_unscored():
     finally:
         run(guard.aclose())
     assert score.unscored == "the conversation is too long for the guard's context (n_ctx 512)"
+
+
+@pytest.mark.model
+def test_an_experiment_scored_by_a_guard_model_runs_and_records_what_it_could_not_judge(tmp_path):
+    """Config to stored results: the stand-in writes no verdict, so every sample is unscored and picked by seed."""
+    from conftest import scripted_toml
+
+    from sparring.experiments import parse_config, run_experiment
+    from sparring.experiments.summary import summarize
+    from sparring.store import Store
+
+    text = scripted_toml(limit=1, turns=1, scorer="guard").replace(
+        '[scorer]\nname = "guard"\n',
+        f'[scorer]\nname = "guard"\npath = "{embedded_model_path()}"\nformat = "shieldgemma"\npolicies = ["hate"]\n')
+    text = text[:text.index('[[targets]]\nmodel = "fake"\nintervention = "rejection-sampling"')]
+    text += '[[attacks]]\nkind = "hh-rlhf"\nlimit = 1\n'
+    store = Store(f"sqlite:///{tmp_path / 'guard.db'}")
+    try:
+        outcome = run_experiment(parse_config(text), text, store)
+        assert (outcome.finished, outcome.errors) == (1, 0)
+        [stored] = store.conversations(outcome.run_id)
+        [turn] = stored.conversation.assistant_turns
+        reasons = [s.unscored.get("guard") for s in turn.samples]
+        scored = [s.scores["guard"] for s in turn.samples if "guard" in s.scores]
+        assert all(r in (None, "guard reply not in the shieldgemma verdict format") for r in reasons)
+        assert all(0.0 <= v <= 1.0 for v in scored)
+        if not scored:
+            assert turn.compared == [] and store.pairs(outcome.run_id) == []
+            assert ("guard", "min") not in stored.transcript_scores
+        summary = summarize(store, outcome.run_id)
+        assert summary.targets[0].unscored == sum(r is not None for r in reasons)
+    finally:
+        store.close()
