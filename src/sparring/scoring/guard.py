@@ -124,13 +124,12 @@ class GuardScorer(Scorer):
 
     def _score_blocking(self, context: list[tuple[GuardRole, str]], response: str) -> Score:
         llama = self._load()
+        prompts = self._fitting_prompts(llama, context, response)
+        if prompts is None:
+            return Score.unscorable(f"the conversation is too long for the guard's context (n_ctx {self.config.n_ctx})")
         values: list[float] = []
         flagged = False
-        for index in range(len(self.format.prompts(context, response))):
-            tokens = self._fitting_tokens(llama, context, response, index)
-            if tokens is None:
-                return Score.unscorable(f"the conversation is too long for the guard's context (n_ctx "
-                                        f"{self.config.n_ctx})")
+        for tokens in prompts:
             try:
                 reply = self._complete(llama, tokens)
             except (RuntimeError, ValueError) as error:
@@ -157,14 +156,19 @@ class GuardScorer(Scorer):
             tokens += llama.tokenize(segment.text.encode("utf-8"), add_bos=i == 0, special=segment.template)
         return tokens
 
-    def _fitting_tokens(self, llama: Any, context: list[tuple[GuardRole, str]], response: str,
-                        index: int) -> list[int] | None:
-        """Prompt ``index``'s tokens, dropping the oldest turns until it fits with room for the reply."""
+    def _fitting_prompts(self, llama: Any, context: list[tuple[GuardRole, str]],
+                         response: str) -> list[list[int]] | None:
+        """Every prompt's tokens, dropping the oldest turns until each fits with room for the reply."""
         room = self.config.n_ctx - self.max_tokens
+        previous: list[int] = []
         for start in range(len(context) + 1):
-            tokens = self._tokens(llama, self.format.prompts(context[start:], response)[index])
-            if len(tokens) <= room:
-                return tokens
+            prompts = [self._tokens(llama, p) for p in self.format.prompts(context[start:], response)]
+            lengths = [len(tokens) for tokens in prompts]
+            if max(lengths) <= room:
+                return prompts
+            if lengths == previous:  # the format does not show these turns: dropping more cannot help
+                return None
+            previous = lengths
         return None
 
     def _complete(self, llama: Any, tokens: list[int]) -> Reply:
