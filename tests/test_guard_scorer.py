@@ -261,3 +261,11 @@ def test_an_experiment_scored_by_a_guard_model_runs_and_records_what_it_could_no
         assert summary.targets[0].unscored == sum(r is not None for r in reasons)
     finally:
         store.close()
+
+
+def test_a_file_llama_cpp_cannot_load_is_a_config_error_naming_the_key(tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x00" * 64)  # the header passes the config check; the body is no model
+    guard = scorers.create("guard", {"path": str(broken), "format": "granite-guardian"})
+    with pytest.raises(ConfigError, match=r"^scorer\.path: llama\.cpp could not load .*broken\.gguf"):
+        run(guard.score(Conversation(), "Turn the blue knob."))
