@@ -122,6 +122,9 @@ def test_show_has_an_unscored_column_and_lists_the_reasons(judged_run):
     assert f"{total} sampled response(s) unscored by {JUDGE}" in shown and f"{total} x {REASON}" in shown
     for target, (unscored, all_samples) in expected.items():
         assert f"{unscored}/{all_samples}" in next(line for line in shown.splitlines() if target in line)
+    by_seed = sum(1 for _, t in samples_of(store, run_id) if all(JUDGE in s.unscored for s in t.samples))
+    assert summary.seed_picks == by_seed > 0
+    assert f"{by_seed} turn(s) had no sample {JUDGE} could judge: the pick there was by seed" in shown
 
 
 def test_export_writes_null_not_zero_and_counts_per_scorer(judged_run, tmp_path: Path):
@@ -135,6 +138,8 @@ def test_export_writes_null_not_zero_and_counts_per_scorer(judged_run, tmp_path:
     counts = meta["scores"]["responses"][JUDGE]
     assert counts == {"scored": scored, "unscored": unscored, "unscored_reasons": {REASON: unscored}}
     assert meta["scores"]["responses"]["refusal"]["unscored"] == 0
+    by_seed = sum(1 for _, t in samples_of(store, run_id) if all(JUDGE in s.unscored for s in t.samples))
+    assert meta["scores"]["turns_picked_by_seed"] == by_seed > 0
     nulls = [r for r in records if r["min_harmlessness_score_transcript"] is None]
     assert len(nulls) == meta["scores"]["transcripts_without_min"] > 0
     stored = {s.conversation.to_hh(): s for s in store.conversations(run_id, ["finished"])}

@@ -9,7 +9,7 @@ from pathlib import Path
 from sparring.datasets.hh_rlhf import write_pairs
 from sparring.datasets.released_format import released_record, write_released
 from sparring.scoring import scorers
-from sparring.scoring.aggregate import response_counts
+from sparring.scoring.aggregate import response_counts, seed_picks
 from sparring.store.repository import Store
 
 TRANSCRIPTS = "red_team_attempts.jsonl.gz"
@@ -63,8 +63,11 @@ def export_run(store: Store, run_id: str, directory: Path) -> ExportResult:
             "responses": {name: c.as_dict() for name, c in response_counts(s.conversation for s in finished).items()},
             "transcripts_without_min": sum(r["min_harmlessness_score_transcript"] is None for r in records),
             "task_descriptions_without_score": sum(r["task_descripton_harmlessness_score"] is None for r in records),
+            "turns_picked_by_seed": seed_picks((s.conversation for s in finished), primary),
             "note": "per scorer, sampled assistant responses it judged and those it could not judge (unscored: "
-                    "left out of every minimum, mean, rating and rate, and never written as a number)",
+                    "left out of every minimum, mean, rating and rate, and never written as a number); "
+                    "turns_picked_by_seed: turns where the primary scorer judged no sample, so the pick was "
+                    "sample seed % n, not a judgement, and forms no comparison pair",
         },
         "fields": {
             "min_harmlessness_score_transcript": f"minimum over picked assistant turns of scorer {primary!r} "

@@ -10,6 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from sparring.analysis.bootstrap import Estimate, bootstrap_mean
+from sparring.conversation import Conversation
+from sparring.scoring.aggregate import seed_picks
 from sparring.store.repository import Store
 
 REFUSAL = "refusal"
@@ -44,6 +46,7 @@ class RunSummary:
     targets: list[TargetSummary]
     errors: list[str]
     unscored: dict[str, dict[str, int]] = field(default_factory=dict)  # scorer -> reason -> sampled responses
+    seed_picks: int = 0  # turns where the primary scorer judged no sample: picked by seed, not by score
 
 
 def summarize(store: Store, run_id: str) -> RunSummary:
@@ -52,6 +55,7 @@ def summarize(store: Store, run_id: str) -> RunSummary:
     primary = run.components.get("primary_scorer", REFUSAL)
     rows = {t.name: TargetSummary(t.name, t.size, t.model_type) for t in store.targets(run_id)}
     errors: dict[str, int] = defaultdict(int)
+    finished: list[Conversation] = []
     reasons: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for stored in store.conversations(run_id):
         summary = rows[stored.unit.target]
@@ -63,6 +67,7 @@ def summarize(store: Store, run_id: str) -> RunSummary:
         if stored.status != "finished":
             continue
         summary.finished += 1
+        finished.append(stored.conversation)
         for turn in stored.conversation.assistant_turns:
             summary.turns += 1
             for sample in turn.samples:
@@ -80,7 +85,8 @@ def summarize(store: Store, run_id: str) -> RunSummary:
         summary.score = bootstrap_mean(summary.min_harmlessness)
     top_errors = [f"{count} x {message}" for message, count in sorted(errors.items(), key=lambda kv: -kv[1])]
     unscored = {scorer: dict(by) for scorer, by in sorted(reasons.items())}
-    return RunSummary(run_id, run.status, primary, list(rows.values()), top_errors, unscored)
+    return RunSummary(run_id, run.status, primary, list(rows.values()), top_errors, unscored,
+                      seed_picks(finished, primary))
 
 
 def render_summary(summary: RunSummary, console: Console) -> None:
@@ -106,6 +112,9 @@ def render_summary(summary: RunSummary, console: Console) -> None:
                       "(the scorer could not judge them; not counted in any rate or score):")
         for reason, count in sorted(by_reason.items(), key=lambda kv: -kv[1])[:5]:
             console.print(f"  {count} x {escape(reason[:300])}")
+    if summary.seed_picks:
+        console.print(f"{summary.seed_picks} turn(s) had no sample {escape(summary.primary_scorer)} could judge: "
+                      "the pick there was by seed, not by score, and forms no comparison pair.")
     console.print("done = finished/planned conversations; refusals = share of all sampled responses the refusal "
                   "scorer flags; unscored = sampled responses the primary scorer could not judge / all it was "
                   "asked to; min harmlessness = per-conversation minimum over picked responses the primary scorer "

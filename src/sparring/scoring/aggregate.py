@@ -58,3 +58,15 @@ def response_counts(conversations: Iterable[Conversation]) -> dict[str, ScorerCo
                     counts[scorer].unscored += 1
                     counts[scorer].reasons[reason] = counts[scorer].reasons.get(reason, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def seed_picks(conversations: Iterable[Conversation], scorer: str) -> int:
+    """Assistant turns whose pick was by seed, not by score: ``scorer`` judged none of their samples.
+
+    Such a turn compares its pick with nothing (``Turn.compared == []``); a person's pick always
+    compares with every other sample, so campaigns are not counted.
+    """
+    return sum(
+        1 for conversation in conversations for turn in conversation.assistant_turns
+        if len(turn.samples) > 1 and turn.compared == [] and not any(scorer in s.scores for s in turn.samples)
+    )
