@@ -23,7 +23,10 @@ from sparring.scoring.pm.train import (
     split_pairs,
     split_transcript,
     train_preference_model,
+    utterances,
 )
+
+from reproduction import artifact_differences
 
 HELDOUT_FLOOR = 0.60  # a bit under the measured held-out pairwise accuracy (see MODEL_CARD.md)
 REFUSAL = re.compile(r"^(I'm sorry|I am sorry|I cannot|I can't|I apologize)")
@@ -112,7 +115,7 @@ def test_shipped_pm_heldout_accuracy_matches_the_model_card(
     assert len(heldout) == shipped.metadata["split"]["heldout_pairs"]
     accuracy = pairwise_accuracy(shipped, heldout)
     recorded = shipped.metadata["heldout_pairwise_accuracy"]
-    assert accuracy == pytest.approx(recorded, abs=1e-6)
+    assert accuracy == pytest.approx(recorded, abs=2 / len(heldout))  # a near-tie may flip on another CPU
     assert accuracy > HELDOUT_FLOOR
     card = (default_pm_path() / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert f"{recorded:.4f}" in card
@@ -173,9 +176,47 @@ def test_corrupt_artifacts_name_the_file_and_field(tmp_path: Path) -> None:
         PreferenceModel.load(tmp_path / "missing")
 
 
+def _shipped_artifact() -> tuple[dict, dict[str, np.ndarray]]:
+    meta = json.loads((default_pm_path() / "pm.json").read_text(encoding="utf-8"))
+    with np.load(default_pm_path() / "head.npz") as weights:
+        return meta, {name: weights[name] for name in weights.files}
+
+
+def _differences(meta: dict, weights: dict[str, np.ndarray]) -> list[str]:
+    shipped, shipped_weights = _shipped_artifact()
+    return artifact_differences(
+        meta, shipped, weights, shipped_weights,
+        exact_keys=("recipe", "head", "seed", "weight_decay", "split", "training_data_sha256", "view_parameters"),
+        metrics={"heldout_pairwise_accuracy": shipped["split"]["heldout_pairs"],
+                 "train_pairwise_accuracy": shipped["split"]["train_pairs"]},
+    )
+
+
+def test_reproduction_check_tolerates_float_noise_but_catches_changes() -> None:
+    """The comparison the rebuild test uses: another CPU's noise passes, a changed recipe or data fails."""
+    shipped, weights = _shipped_artifact()
+    rng = np.random.default_rng(0)
+    noisy = {k: v * (1 + rng.normal(0, 1e-5, v.shape)).astype(np.float32) for k, v in weights.items()}
+    other_cpu = {**shipped, "threshold": shipped["threshold"] + 2e-6,
+                 "heldout_pairwise_accuracy": shipped["heldout_pairwise_accuracy"] + 1 / shipped["split"]["heldout_pairs"]}
+    assert _differences(other_cpu, noisy) == []
+
+    retrained = {k: v + rng.normal(0, 0.05 * float(np.abs(v).mean()), v.shape).astype(np.float32) for k, v in weights.items()}
+    assert any(p.startswith("weights w") for p in _differences(shipped, retrained))
+    assert _differences({**shipped, "weight_decay": 3e-3}, weights) == ["weight_decay: 0.003 != 0.001"]
+    assert _differences({**shipped, "training_data_sha256": "0" * 64}, weights)[0].startswith("training_data_sha256")
+    moved_split = {**shipped, "split": {**shipped["split"], "heldout_pairs": 470}}
+    assert _differences(moved_split, weights)[0].startswith("split")
+    worse = {**shipped, "heldout_pairwise_accuracy": shipped["heldout_pairwise_accuracy"] - 0.01}
+    assert _differences(worse, weights)[0].startswith("heldout_pairwise_accuracy")
+    assert _differences({**shipped, "threshold": shipped["threshold"] + 0.01}, weights)[0].startswith("threshold")
+
+
 @pytest.mark.model
-def test_the_documented_command_reproduces_the_shipped_pm(shared_data: Path, tmp_path: Path) -> None:
-    """`sparring pm train --default` on a fresh checkout gives the model card's numbers and the same weights."""
+def test_the_documented_command_reproduces_the_shipped_pm(
+    shared_data: Path, tmp_path: Path, pairs: list[ComparisonPair], shipped: PreferenceModel
+) -> None:
+    """`sparring pm train --default` gives the model card's numbers, weights and decisions, up to float noise."""
     out = tmp_path / "pm"
     data = shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"
     result = subprocess.run(
@@ -183,10 +224,16 @@ def test_the_documented_command_reproduces_the_shipped_pm(shared_data: Path, tmp
         capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    rebuilt, shipped = json.loads((out / "pm.json").read_text()), json.loads((default_pm_path() / "pm.json").read_text())
-    for key in ("heldout_pairwise_accuracy", "train_pairwise_accuracy", "threshold"):
-        assert rebuilt[key] == pytest.approx(shipped[key], abs=1e-6), key
-    assert rebuilt["split"] == shipped["split"]
-    fresh, packaged = np.load(out / "head.npz"), np.load(default_pm_path() / "head.npz")
-    for name in packaged.files:
-        np.testing.assert_allclose(fresh[name], packaged[name], atol=1e-6)
+    rebuilt = json.loads((out / "pm.json").read_text())
+    with np.load(out / "head.npz") as fresh:
+        assert _differences(rebuilt, {name: fresh[name] for name in fresh.files}) == []
+
+    # the same decisions on a fixed sample: harmful/not and which side of each held-out pair wins
+    again = PreferenceModel.load(out)
+    again.encoder = shipped.encoder
+    _, heldout = split_pairs(pairs)
+    sample = utterances(heldout[:100])
+    contexts, responses = sample.chosen_contexts + sample.rejected_contexts, sample.chosen_responses + sample.rejected_responses
+    ours, theirs = again.score(contexts, responses), shipped.score(contexts, responses)
+    assert np.mean(again.is_harmful(ours) == shipped.is_harmful(theirs)) >= 0.99
+    assert np.mean((ours[:100] > ours[100:]) == (theirs[:100] > theirs[100:])) >= 0.99
