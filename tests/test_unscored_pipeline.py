@@ -178,3 +178,22 @@ def test_score_files_counts_unscored_texts_and_writes_null(tmp_path: Path):
     assert (result.utterances, result.unscored, result.unscored_reasons) == (2, 1, {REASON: 1})
     written = [json.loads(line) for line in result.output.read_text().splitlines()]
     assert written[0]["chosen_score"] == -1.0 and written[0]["rejected_score"] is None
+
+
+def test_scoring_a_released_file_writes_null_and_the_report_reader_counts_it(judged_run, tmp_path: Path):
+    store, run_id = judged_run
+    export_run(store, run_id, tmp_path / "out")
+    judge = scorers.create(JUDGE, {"model": {"backend": "scripted", "responses": ["1"],
+                                             "fail_if_contains": "Sure, here is"}})
+    result = asyncio.run(score_file(tmp_path / "out", judge))
+    with gzip.open(result.output, "rt", encoding="utf-8") as handle:
+        records = json.load(handle)
+    nulls = sum(v is None for r in records for v in r["harmlessness_scores"])
+    assert nulls > 0 and result.unscored == nulls + sum(r["task_descripton_harmlessness_score"] is None
+                                                        for r in records)
+    for record in records:
+        judged = [v for v in record["harmlessness_scores"] if v is not None]
+        assert record["min_harmlessness_score_transcript"] == (min(judged) if judged else None)
+    data = read_source(str(result.output))
+    assert data.unscored == nulls and data.attempts["min_harmlessness"].isna().sum() == sum(
+        r["min_harmlessness_score_transcript"] is None for r in records)
