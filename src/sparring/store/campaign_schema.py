@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sparring.store.schema import Base
 
 ROLES = ("admin", "red_teamer", "reviewer")
+_OPEN = text("status = 'open'")
 
 
 class UserRow(Base):
@@ -40,13 +41,19 @@ class SessionRow(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # A digest of the user's password hash at login: a new password (CLI or by hand) ends every older session.
+    password_stamp: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class LoginAttemptRow(Base):
-    """Failed logins, counted per username and per client address to rate-limit guessing."""
+    """Login attempts being verified or failed, counted per username and per client address to limit guessing.
+
+    A row is written before the password is checked, so concurrent guesses count each other.
+    """
 
     __tablename__ = "login_attempts"
-    __table_args__ = (Index("ix_login_attempts_username_at", "username", "at"),)
+    __table_args__ = (Index("ix_login_attempts_username_at", "username", "at"),
+                      Index("ix_login_attempts_address_at", "address", "at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(64))
@@ -77,7 +84,10 @@ class TaskRow(Base):
     """One red teamer's task: ``conversations_per_task`` conversations under one campaign."""
 
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_user_campaign", "user_id", "campaign_id"),)
+    __table_args__ = (Index("ix_tasks_user_campaign", "user_id", "campaign_id"),
+                      # at most one open task per person and campaign: a double submit collides here
+                      Index("uq_tasks_one_open", "campaign_id", "user_id", unique=True, sqlite_where=_OPEN,
+                            postgresql_where=_OPEN))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
@@ -124,6 +134,7 @@ class WellbeingSurveyRow(Base):
     """The paper's 10-feeling survey (0-4 each); admins only ever see aggregates."""
 
     __tablename__ = "wellbeing_surveys"
+    __table_args__ = (Index("uq_survey_once", "user_id", "campaign_id", "tasks_done", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

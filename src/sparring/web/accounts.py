@@ -1,22 +1,20 @@
-"""Accounts: creating users (CLI and admin page), logging in and out."""
+"""Accounts on the web: logging in and out, and the admin's users page (create, deactivate, end sessions)."""
 
 from __future__ import annotations
 
-import re
-import secrets
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from sparring.store.campaign_schema import ROLES, UserRow
-from sparring.web.context import WebContext, utcnow, web_context
+from sparring.web.context import WebContext, web_context
+from sparring.web.login_throttle import begin_attempt, forget_attempt
 from sparring.web.pages import redirect, render
-from sparring.web.passwords import hash_password, verify_password_off_loop
+from sparring.web.passwords import HashingBusy, verify_password_off_loop
+from sparring.web.request_limits import RowId
 from sparring.web.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -24,44 +22,18 @@ from sparring.web.security import (
     Viewer,
     action,
     check_login_csrf,
-    clear_login_failures,
     client_address,
     create_session,
     end_session,
-    login_blocked,
     new_token,
     page,
     read_form,
-    record_login_failure,
 )
-
-USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
+from sparring.web.users import AccountError, create_user, end_sessions, list_users, set_active
 
 router = APIRouter()
 
-
-class AccountError(ValueError):
-    """A user could not be created; the message names the field."""
-
-
-def create_user(engine: Engine, username: str, password: str, role: str) -> UserRow:
-    """Create an account with an Argon2id password hash and a random pseudonym (the id used in exports)."""
-    if not USERNAME.match(username):
-        raise AccountError("username: expected 2-64 letters, digits or . _ @ -")
-    if role not in ROLES:
-        raise AccountError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
-    try:
-        password_hash = hash_password(password)
-    except ValueError as error:
-        raise AccountError(str(error)) from None
-    row = UserRow(username=username, password_hash=password_hash, role=role,
-                  pseudonym=f"rt-{secrets.token_hex(6)}", active=True, created_at=utcnow())
-    try:
-        with Session(engine, expire_on_commit=False) as db, db.begin():
-            db.add(row)
-    except IntegrityError:
-        raise AccountError(f"username: {username!r} is already taken") from None
-    return row
+__all__ = ["AccountError", "create_user", "router"]  # creating accounts lives in ``users``; kept importable here
 
 
 def _safe_next(value: str) -> str:
@@ -92,32 +64,38 @@ async def login(request: Request, ctx: WebContext = Depends(web_context)) -> Res
     address = client_address(request)
     token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
 
-    def account() -> tuple[bool, UserRow | None]:
-        if login_blocked(ctx, username, address):
-            return True, None
+    def begin() -> tuple[int | None, UserRow | None]:
+        attempt = begin_attempt(ctx, username, address)  # counted before the password is checked
+        if attempt is None:
+            return None, None
         with ctx.transaction() as db:
-            return False, db.scalar(select(UserRow).where(UserRow.username == username))
+            return attempt, db.scalar(select(UserRow).where(UserRow.username == username))
 
-    def conclude(user: UserRow | None, verified: bool) -> str | None:
+    def conclude(attempt: int, user: UserRow | None, verified: bool) -> str | None:
         if user is None or not verified or not user.active:
-            record_login_failure(ctx, username, address)
-            return None
-        clear_login_failures(ctx, username)
-        return create_session(ctx, user.id)
+            return None  # the attempt's row stays: a failure
+        forget_attempt(ctx, attempt)
+        return create_session(ctx, user)
 
-    blocked, user = await run_in_threadpool(account)
-    status, session_token = 429, None
-    if not blocked:
-        verified = await verify_password_off_loop(user.password_hash if user else None, password)
-        session_token = await run_in_threadpool(conclude, user, verified)
-        status = 200 if session_token else 401
-    if status == 429:
+    def again(status: int, error: str) -> Response:
+        return render(request, "login.html", status_code=status, login_csrf=token, next=next_path,
+                      username=username, error=error)
+
+    attempt, user = await run_in_threadpool(begin)
+    if attempt is None:
         minutes = int(ctx.settings.login_window_minutes)
-        return render(request, "login.html", status_code=429, login_csrf=token, next=next_path, username=username,
-                      error=f"Too many failed logins. Wait {minutes} minutes and try again, or ask an admin.")
+        return again(429, f"Too many failed logins. Wait {minutes} minutes and try again, or ask an admin.")
+    try:
+        verified = await verify_password_off_loop(user.password_hash if user else None, password,
+                                                  ctx.settings.login_max_waiting)
+    except HashingBusy:
+        await run_in_threadpool(forget_attempt, ctx, attempt)  # never checked: not a failure
+        busy = again(503, "Many logins are being checked right now. Try again in a few seconds.")
+        busy.headers["Retry-After"] = "5"
+        return busy
+    session_token = await run_in_threadpool(conclude, attempt, user, verified)
     if session_token is None:
-        return render(request, "login.html", status_code=401, login_csrf=token, next=next_path, username=username,
-                      error="Wrong username or password.")
+        return again(401, "Wrong username or password.")
     response = redirect(next_path)
     response.set_cookie(SESSION_COOKIE, session_token, httponly=True, samesite="lax",
                         secure=ctx.settings.secure_cookies, max_age=int(ctx.settings.session_hours * 3600))
@@ -140,8 +118,7 @@ def users_page(request: Request, viewer: Viewer = Depends(page("admin")),
 
 
 def _users(request: Request, viewer: Viewer, ctx: WebContext, status_code: int = 200, **extra: object) -> Response:
-    with ctx.transaction() as db:
-        users = list(db.scalars(select(UserRow).order_by(UserRow.username)))
+    users = list_users(ctx.engine)
     return render(request, "admin_users.html", status_code=status_code, viewer=viewer, users=users, roles=ROLES,
                   **extra)
 
@@ -156,3 +133,26 @@ def add_user(request: Request, done: Action = Depends(action("admin")),
         return _users(request, done.viewer, ctx, status_code=400, error=str(error), username=username, role=role)
     return redirect(f"/admin/users?created={quote(username)}")
 
+
+
+USER_ACTIONS = ("deactivate", "activate", "end_sessions")
+
+
+@router.post("/admin/users/{user_id}")
+def change_user(user_id: RowId, done: Action = Depends(action("admin")),
+                ctx: WebContext = Depends(web_context)) -> Response:
+    """Deactivate or reactivate an account, or end its sessions; taking access away ends its sessions."""
+    what = done.get("action")
+    if what not in USER_ACTIONS:
+        raise HTTPException(400, f"action: expected one of {', '.join(USER_ACTIONS)}")
+    with ctx.transaction() as db:
+        username = db.scalar(select(UserRow.username).where(UserRow.id == user_id))
+    if username is None:
+        raise HTTPException(404, "No such user.")
+    if user_id == done.viewer.user_id and what != "activate":
+        raise HTTPException(400, "You cannot deactivate yourself or end your own sessions here; use Log out.")
+    if what == "end_sessions":
+        end_sessions(ctx.engine, username)
+    else:
+        set_active(ctx.engine, username, what == "activate")
+    return redirect(f"/admin/users?changed={quote(username)}")

@@ -18,6 +18,7 @@ from sparring.store.campaign_schema import CampaignRow, ReviewRow
 from sparring.store.schema import ConversationRow, RunRow, TargetRow, UtteranceRow
 from sparring.web.context import WebContext, utcnow, web_context
 from sparring.web.pages import redirect, render
+from sparring.web.redaction import redact
 from sparring.web.security import Action, Viewer, action, page
 from sparring.web.targets_config import (
     DEFAULT_TARGETS_TOML,
@@ -194,7 +195,8 @@ def campaign_page(request: Request, campaign_id: str, viewer: Viewer = Depends(p
         wellbeing = wellbeing_aggregate(db, campaign.id, ctx.settings.wellbeing_min_responses)
         run = db.get(RunRow, campaign.run_id)
     return render(request, "admin_campaign.html", viewer=viewer, campaign=campaign, progress=stats,
-                  wellbeing=wellbeing, targets_toml=run.config_toml if run else "")
+                  wellbeing=wellbeing, targets_toml=redact(run.config_toml) if run else "",
+                  model_errors=ctx.pool.recent_errors(campaign.id))
 
 
 @router.get("/admin/campaigns/{campaign_id}/progress.json")

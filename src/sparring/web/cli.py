@@ -1,21 +1,55 @@
-"""``sparring serve`` and ``sparring users add``: run the web app, create accounts (the first admin)."""
+"""``sparring serve`` and ``sparring users``: run the web app; create, list, deactivate and reset accounts.
+
+Every command ends with one line naming the record it acted on, and one of
+these exit codes (also in each command's help and in the README):
+
+    0  done
+    1  refused: no such user, a username taken, a password too short, a bad role
+    2  the database is unusable (cannot be opened, upgraded or written)
+
+No path prints a traceback, and no line shows a database password.
+"""
 
 from __future__ import annotations
 
+import copy
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.markup import escape
 
-from sparring.terminal import console
+from sparring.terminal import console, err
 
-users_app = typer.Typer(no_args_is_help=True, help="Accounts of the web app.")
+EXIT_CODES = "Exit codes: 0 done, 1 refused (no such user, bad input), 2 database unusable."
+EXIT_REFUSED = 1
+EXIT_DATABASE = 2
+
+users_app = typer.Typer(no_args_is_help=True, help=f"Accounts of the web app. {EXIT_CODES}")
 
 DbOption = Annotated[
     Optional[str],
     typer.Option("--db", help="Database URL (default: $SPARRING_DATABASE_URL, else the SQLite file in the data dir)."),
 ]
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin (first line).")]
+Username = Annotated[str, typer.Argument(help="Login name.")]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _log_config() -> dict:
+    """uvicorn's logging, with every handler redacting secrets and the app's own loggers routed through them."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact"] = {"()": "sparring.web.redaction.RedactingFilter"}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact")
+    config["loggers"]["sparring"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def serve(
@@ -25,40 +59,128 @@ def serve(
     session_hours: Annotated[float, typer.Option(help="Logins expire after this many hours.")] = 12.0,
     secure_cookies: Annotated[bool, typer.Option("--secure-cookies", help="Mark cookies Secure (serve over HTTPS).")] = False,
     model_timeout: Annotated[float, typer.Option(help="Seconds before a model call is shown as failed, with Retry.")] = 120.0,
+    forwarded_allow_ips: Annotated[Optional[str], typer.Option(
+        "--forwarded-allow-ips",
+        help="Comma-separated addresses of reverse proxies whose X-Forwarded-For/-Proto headers are trusted. "
+             "Default: none, so the login limit counts the connecting address.")] = None,
 ) -> None:
-    """Run the human red-team web app (campaigns, red teaming, reviews, admin)."""
+    """Run the human red-team web app (campaigns, red teaming, reviews, admin). Exit code 2: database unusable."""
     import uvicorn
 
     from sparring.store import resolve_database_url
     from sparring.web import WebSettings, create_app
+    from sparring.web.database_access import DatabaseUnusable
+    from sparring.web.redaction import redact_database_url
 
     settings = WebSettings(database_url=resolve_database_url(db), session_hours=session_hours,
                            secure_cookies=secure_cookies, model_timeout_s=model_timeout)
-    app = create_app(settings)
-    console.print(f"Sparring web app on http://{escape(host)}:{port}/ (database {escape(settings.database_url)})")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    try:
+        app = create_app(settings)
+    except DatabaseUnusable as error:
+        _fail(str(error), EXIT_DATABASE)
+    shown = redact_database_url(settings.database_url)
+    proxies = [ip.strip() for ip in (forwarded_allow_ips or "").split(",") if ip.strip()]
+    trust = f"; trusting proxy headers from {', '.join(proxies)}" if proxies else ""
+    console.print(f"Sparring web app on http://{escape(host)}:{port}/ (database {escape(shown)}{escape(trust)})",
+                  soft_wrap=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=_log_config(),
+                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
+
+
+def _open(db: str | None):  # type: ignore[no-untyped-def]
+    from sparring.store import resolve_database_url
+    from sparring.web.database_access import DatabaseUnusable, open_store
+
+    try:
+        return open_store(resolve_database_url(db))
+    except DatabaseUnusable as error:
+        _fail(str(error), EXIT_DATABASE)
+
+
+def _password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
 @users_app.command("add")
 def add_user(
-    username: Annotated[str, typer.Argument(help="Login name.")],
+    username: Username,
     role: Annotated[str, typer.Option("--role", help="admin, red_teamer or reviewer.")] = "red_teamer",
     db: DbOption = None,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin (first line).")] = False,
+    password_stdin: PasswordStdin = False,
 ) -> None:
     """Create an account; the password is prompted for (or read from stdin) and stored as an Argon2id hash."""
-    from sparring.store import Store, resolve_database_url
-    from sparring.web.accounts import AccountError, create_user
+    from sparring.web.users import AccountError, create_user
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    store = Store(resolve_database_url(db))
+    password = _password(password_stdin)
+    store = _open(db)
     try:
         user = create_user(store.engine, username, password, role)
     except AccountError as error:
-        raise typer.BadParameter(str(error)) from None
+        _fail(f"user {username}: {error}", EXIT_REFUSED)
     finally:
         store.close()
     console.print(f"created {escape(user.role)} {escape(user.username)} (pseudonym {escape(user.pseudonym)})")
+
+
+@users_app.command("list")
+def list_accounts(db: DbOption = None) -> None:
+    """One line per account: username, role, active or not, pseudonym, live sessions."""
+    from sparring.web.users import list_users
+
+    store = _open(db)
+    try:
+        users = list_users(store.engine)
+    finally:
+        store.close()
+    for user in users:
+        console.print(f"{escape(user.username)}  {user.role}  {'active' if user.active else 'deactivated'}  "
+                      f"{escape(user.pseudonym)}  sessions={user.live_sessions}", soft_wrap=True)
+    console.print(f"{len(users)} users")
+
+
+def _account_change(db: str | None, username: str, change, done: str) -> None:  # type: ignore[no-untyped-def]
+    from sparring.web.users import AccountError
+
+    store = _open(db)
+    try:
+        user, ended = change(store.engine, username)
+    except AccountError as error:
+        _fail(f"user {username}: {error}", EXIT_REFUSED)
+    finally:
+        store.close()
+    console.print(f"{done} {escape(user.username)} ({user.role}); {ended} sessions ended", soft_wrap=True)
+
+
+@users_app.command("deactivate")
+def deactivate(username: Username, db: DbOption = None) -> None:
+    """Refuse this account's logins and end its sessions now (its work stays). Exit code 1: no such user."""
+    from sparring.web.users import set_active
+
+    _account_change(db, username, lambda engine, name: set_active(engine, name, False), "deactivated")
+
+
+@users_app.command("activate")
+def activate(username: Username, db: DbOption = None) -> None:
+    """Allow a deactivated account to log in again. Exit code 1: no such user."""
+    from sparring.web.users import set_active
+
+    _account_change(db, username, lambda engine, name: set_active(engine, name, True), "activated")
+
+
+@users_app.command("reset-password")
+def reset_password(username: Username, db: DbOption = None, password_stdin: PasswordStdin = False) -> None:
+    """Set a new password and end every session of the account. Exit code 1: no such user or password too short."""
+    from sparring.web.users import reset_password as reset
+
+    password = _password(password_stdin)
+    _account_change(db, username, lambda engine, name: reset(engine, name, password), "new password for")
+
+
+@users_app.command("end-sessions")
+def end_sessions(username: Username, db: DbOption = None) -> None:
+    """Log the account out everywhere (its sessions are revoked); it may log in again. Exit code 1: no such user."""
+    from sparring.web.users import end_sessions as end
+
+    _account_change(db, username, end, "ended the sessions of")

@@ -65,6 +65,7 @@ class ConversationView:
     rating: float | None
     tags: list[str] | None
     turns: list[TurnView]
+    campaign_status: str = "open"
 
     @property
     def next_index(self) -> int:
@@ -103,14 +104,15 @@ class ConversationView:
 
 def load_conversation(db: Session, conversation_id: str) -> ConversationView | None:
     row = db.execute(
-        select(ConversationRow, AttemptRow, TaskRow.campaign_id)
+        select(ConversationRow, AttemptRow, TaskRow.campaign_id, CampaignRow.status)
         .join(AttemptRow, AttemptRow.conversation_id == ConversationRow.id)
         .join(TaskRow, TaskRow.id == AttemptRow.task_id)
+        .join(CampaignRow, CampaignRow.id == TaskRow.campaign_id)
         .where(ConversationRow.id == conversation_id)
     ).first()
     if row is None:
         return None
-    conv, attempt, campaign_id = row
+    conv, attempt, campaign_id, campaign_status = row
     scores: dict[tuple[int, int], dict[str, tuple[float, bool]]] = {}
     for s in db.scalars(select(ScoreRow).where(ScoreRow.conversation_id == conversation_id)):
         scores.setdefault((s.turn_index, s.sample_index), {})[s.scorer] = (s.value, s.flagged)
@@ -126,6 +128,7 @@ def load_conversation(db: Session, conversation_id: str) -> ConversationView | N
         id=conv.id, run_id=conv.run_id, campaign_id=campaign_id, task_id=attempt.task_id, position=attempt.position,
         user_id=attempt.user_id, status=conv.status, target=conv.target, task_description=conv.task_description,
         error=conv.error, rating=conv.rating, tags=attempt.tags, turns=[turns[i] for i in sorted(turns)],
+        campaign_status=campaign_status,
     )
 
 
@@ -143,7 +146,10 @@ def open_task(db: Session, campaign_id: str, user_id: int) -> TaskRow | None:
 
 
 def start_task(db: Session, campaign_id: str, user_id: int) -> TaskRow:
-    """Resume the person's open task in the campaign, else start a new one."""
+    """Resume the person's open task in the campaign, else start a new one.
+
+    A concurrent start raises IntegrityError at the flush (one open task per person and campaign).
+    """
     task = open_task(db, campaign_id, user_id)
     if task is None:
         task = TaskRow(campaign_id=campaign_id, user_id=user_id, status="open", created_at=utcnow())
@@ -198,10 +204,9 @@ def choose_target(db: Session, run_id: str, targets: list[str], rng: random.Rand
 
 
 def start_conversation(db: Session, task: TaskRow, run_id: str, user_id: int, pseudonym: str,
-                       description: str, targets: list[str]) -> str:
-    """A new conversation at the task's next position; its id comes from (run, task, position), so a
-    double submit collides on the primary key instead of starting two conversations."""
-    position = db.scalar(select(func.count()).select_from(AttemptRow).where(AttemptRow.task_id == task.id)) or 0
+                       description: str, targets: list[str], position: int) -> str:
+    """A new conversation at ``position``, the number of attempts the caller read; its id comes from
+    (run, task, position), so a double submit collides on the primary key instead of starting two."""
     item_id = f"task-{task.id}-{position}"
     conversation_id = unit_id(run_id, f"person|{item_id}")
     db.add(ConversationRow(id=conversation_id, run_id=run_id, target=choose_target(db, run_id, targets),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
@@ -29,6 +30,8 @@ from sparring.web.context import WebContext, web_context
 from sparring.web.conversations import ConversationView
 from sparring.web.pages import redirect, render
 from sparring.web.ratings import check_judgement
+from sparring.web.redaction import redact
+from sparring.web.request_limits import RowId
 from sparring.web.security import Action, Viewer, action, page
 from sparring.web.targets_config import CampaignComponents
 from sparring.web.wellbeing import RED_TEAM_ROLES, break_due, open_campaign, opted_out, survey_due
@@ -67,11 +70,19 @@ def content_warning(request: Request, campaign_id: str, viewer: Viewer = Depends
 def begin_task(campaign_id: str, done: Action = Depends(action(*RED_TEAM_ROLES)),
                ctx: WebContext = Depends(web_context)) -> Response:
     campaign = _open_campaign(ctx, campaign_id)
-    with ctx.transaction() as db:
-        if survey_due(db, campaign, done.viewer.user_id):
-            return redirect(f"/campaigns/{campaign_id}/survey")
-        task = store.start_task(db, campaign_id, done.viewer.user_id)
-    return redirect(f"/tasks/{task.id}")
+    user_id = done.viewer.user_id
+    try:
+        with ctx.transaction() as db:
+            if survey_due(db, campaign, user_id):
+                return redirect(f"/campaigns/{campaign_id}/survey")
+            task_id = store.start_task(db, campaign_id, user_id).id
+    except IntegrityError:  # a concurrent request opened the task first (one open task per person and campaign)
+        with ctx.transaction() as db:
+            task = store.open_task(db, campaign_id, user_id)
+        if task is None:
+            raise HTTPException(409, "Your task changed meanwhile. Go back to the campaign and try again.") from None
+        task_id = task.id
+    return redirect(f"/tasks/{task_id}")
 
 
 def _own_task(ctx: WebContext, task_id: int, viewer: Viewer) -> tuple[TaskRow, CampaignRow]:
@@ -85,7 +96,7 @@ def _own_task(ctx: WebContext, task_id: int, viewer: Viewer) -> tuple[TaskRow, C
 
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
-def task_page(request: Request, task_id: int, viewer: Viewer = Depends(page(*RED_TEAM_ROLES)),
+def task_page(request: Request, task_id: RowId, viewer: Viewer = Depends(page(*RED_TEAM_ROLES)),
               ctx: WebContext = Depends(web_context)) -> Response:
     task, campaign = _own_task(ctx, task_id, viewer)
     with ctx.transaction() as db:
@@ -105,7 +116,7 @@ def _task(request: Request, viewer: Viewer, task: TaskRow, campaign: CampaignRow
 
 
 @router.post("/tasks/{task_id}/conversations")
-def begin_conversation(request: Request, task_id: int, done: Action = Depends(action(*RED_TEAM_ROLES)),
+def begin_conversation(request: Request, task_id: RowId, done: Action = Depends(action(*RED_TEAM_ROLES)),
                        ctx: WebContext = Depends(web_context)) -> Response:
     task, campaign = _own_task(ctx, task_id, done.viewer)
     description = done.get("task_description").strip()
@@ -121,20 +132,25 @@ def begin_conversation(request: Request, task_id: int, done: Action = Depends(ac
                            "will try.")
     try:
         with ctx.transaction() as db:
-            if any(c.status == "open" for _, c in store.task_attempts(db, task_id)):
+            # One read decides both: a concurrent submit that read the same attempts takes the same position,
+            # hence the same conversation id, and collides on its primary key instead of adding a second one.
+            attempts = store.task_attempts(db, task_id)
+            if any(c.status == "open" for _, c in attempts) or len(attempts) >= campaign.conversations_per_task:
                 return redirect(f"/tasks/{task_id}")  # a double submit: the first one started it
             targets = list(db.scalars(select(TargetRow.name).where(TargetRow.run_id == campaign.run_id)))
             conversation_id = store.start_conversation(db, task, campaign.run_id, done.viewer.user_id,
-                                                       done.viewer.pseudonym, description, targets)
+                                                       done.viewer.pseudonym, description, targets,
+                                                       position=len(attempts))
     except IntegrityError:
         return redirect(f"/tasks/{task_id}")
     return redirect(f"/conversations/{conversation_id}")
 
 
 @router.post("/tasks/{task_id}/skip")
-def skip_task(task_id: int, done: Action = Depends(action(*RED_TEAM_ROLES)),
+def skip_task(task_id: RowId, done: Action = Depends(action(*RED_TEAM_ROLES)),
               ctx: WebContext = Depends(web_context)) -> Response:
     task, campaign = _own_task(ctx, task_id, done.viewer)
+    _refuse_if_closed(campaign.status)
     with ctx.transaction() as db:
         row = db.get(TaskRow, task.id)
         if row is not None and row.status == "open":
@@ -144,13 +160,23 @@ def skip_task(task_id: int, done: Action = Depends(action(*RED_TEAM_ROLES)),
 
 # -- the chat ---------------------------------------------------------------------------------------------
 
-def _own_conversation(ctx: WebContext, conversation_id: str, viewer: Viewer) -> ConversationView:
-    """Another person's conversation is answered exactly like a missing one, so ids cannot be probed."""
+def _own_conversation(ctx: WebContext, conversation_id: str, viewer: Viewer, writing: bool = False) -> ConversationView:
+    """Another person's conversation is answered exactly like a missing one, so ids cannot be probed.
+
+    ``writing``: the change is refused (409) when the campaign is closed; closed campaigns are read-only.
+    """
     with ctx.transaction() as db:
         view = store.load_conversation(db, conversation_id)
     if view is None or view.user_id != viewer.user_id:
         raise HTTPException(404, "No such conversation.")
+    if writing:
+        _refuse_if_closed(view.campaign_status)
     return view
+
+
+def _refuse_if_closed(campaign_status: str) -> None:
+    if campaign_status != "open":
+        raise HTTPException(409, "This campaign is closed: its conversations can be read but no longer changed.")
 
 
 def _chat(request: Request, viewer: Viewer, view: ConversationView, ctx: WebContext, status_code: int = 200,
@@ -161,6 +187,7 @@ def _chat(request: Request, viewer: Viewer, view: ConversationView, ctx: WebCont
     state = view.state
     return render(request, "conversation.html", status_code=status_code, viewer=viewer, conversation=view,
                   campaign=campaign, state=state, generating=state == "awaiting_model" and ctx.is_locked(view.id),
+                  closed=campaign.status != "open",
                   human_turns=sum(1 for t in view.turns if t.role == "human"),
                   break_minutes=break_due(viewer, campaign), **extra)
 
@@ -184,7 +211,7 @@ async def send_message(request: Request, conversation_id: str, done: Action = De
     text = done.get("message").strip()
     turn = _turn_field(done)
     async with ctx.conversation_lock(conversation_id):
-        view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer)
+        view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer, True)
         if view.state != "awaiting_human" or view.next_index != turn:
             return redirect(f"/conversations/{conversation_id}")  # a double submit: the first one was taken
         limit = ctx.settings.max_message_chars
@@ -205,7 +232,7 @@ async def retry(conversation_id: str, done: Action = Depends(action(*RED_TEAM_RO
                 ctx: WebContext = Depends(web_context)) -> Response:
     turn = _turn_field(done)
     async with ctx.conversation_lock(conversation_id):
-        view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer)
+        view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer, True)
         if view.state == "awaiting_model" and view.next_index == turn:
             await _respond(ctx, view)
     return redirect(f"/conversations/{conversation_id}")
@@ -257,7 +284,7 @@ async def _respond(ctx: WebContext, view: ConversationView) -> None:
         completions = await asyncio.wait_for(target.respond(conversation, params), timeout)
         if len(completions) != params.n:
             raise ModelError(f"the model returned {len(completions)} responses instead of {params.n}")
-        samples = [Sample(text=c.text, finish_reason=c.finish_reason, completion_tokens=c.completion_tokens)
+        samples = [Sample(text=_storable(c.text), finish_reason=c.finish_reason, completion_tokens=c.completion_tokens)
                    for c in completions]
         for scorer in components.all_scorers:
             results = await scorer.score_many(conversation, [s.text for s in samples])
@@ -268,18 +295,24 @@ async def _respond(ctx: WebContext, view: ConversationView) -> None:
         await run_in_threadpool(_write, ctx, store.set_error, conversation_id,
                                 f"The assistant did not answer within {timeout:g} seconds.")
         return
-    except ModelError as error:
-        await run_in_threadpool(_write, ctx, store.set_error, conversation_id, f"The assistant failed: {error}")
-        return
-    except Exception as error:  # a backend bug must not lose the person's message either
-        log.exception("model call failed for conversation %s", conversation_id)
+    except Exception as error:  # a backend's message is adversarial: it may hold secrets and names the target
+        reference = secrets.token_hex(4)
+        detail = redact(f"{type(error).__name__}: {error}")
+        log.warning("model call failed for conversation %s (error %s, target %s): %s", conversation_id, reference,
+                    view.target, detail, exc_info=not isinstance(error, ModelError))
+        ctx.pool.record_error(view.campaign_id, f"error {reference}, target {view.target}: {detail}")
         await run_in_threadpool(_write, ctx, store.set_error, conversation_id,
-                                f"The assistant failed unexpectedly ({type(error).__name__}).")
+                                f"The assistant failed to answer (error {reference}).")
         return
     try:
         await run_in_threadpool(_write, ctx, store.add_samples, conversation_id, index, samples)
     except IntegrityError:
         pass  # another process answered this turn first; its responses stand
+
+
+def _storable(text: str) -> str:
+    """Model output as stored: NUL (which PostgreSQL refuses in text) becomes U+FFFD, so the turn is never stuck."""
+    return text.replace("\x00", "\ufffd")
 
 
 @router.post("/conversations/{conversation_id}/pick")
@@ -291,7 +324,7 @@ async def pick_response(conversation_id: str, done: Action = Depends(action(*RED
     except ValueError:
         raise HTTPException(400, "sample: expected the number of the response you picked") from None
     async with ctx.conversation_lock(conversation_id):
-        view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer)
+        view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer, True)
         if view.state != "awaiting_pick" or view.turns[-1].index != turn:
             return redirect(f"/conversations/{conversation_id}")
         n = len(view.turns[-1].texts)
@@ -320,7 +353,7 @@ async def end_conversation(request: Request, conversation_id: str, done: Action 
     rating = done.get("rating")
     tags = [t for t in done.form.getlist("tags") if isinstance(t, str)]
     async with ctx.conversation_lock(conversation_id):
-        view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer)
+        view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer, True)
         if view.state != "awaiting_human" or view.exchanges == 0:
             return redirect(f"/conversations/{conversation_id}")
         tags, error = check_judgement(rating, tags, "you were")
@@ -337,7 +370,7 @@ async def end_conversation(request: Request, conversation_id: str, done: Action 
 async def skip_conversation(conversation_id: str, done: Action = Depends(action(*RED_TEAM_ROLES)),
                             ctx: WebContext = Depends(web_context)) -> Response:
     async with ctx.conversation_lock(conversation_id):
-        view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer)
+        view = await run_in_threadpool(_own_conversation, ctx, conversation_id, done.viewer, True)
         if view.status == "open":
             await run_in_threadpool(_write, ctx, store.skip, view)
     return redirect(f"/tasks/{view.task_id}")

@@ -18,6 +18,7 @@ from sparring.web import conversations as store
 from sparring.web.context import WebContext, utcnow, web_context
 from sparring.web.pages import redirect, render
 from sparring.web.ratings import check_judgement
+from sparring.web.request_limits import RowId
 from sparring.web.security import Action, Viewer, action, page
 
 REVIEW_ROLES = ("reviewer", "admin")
@@ -93,7 +94,7 @@ def _own_review(ctx: WebContext, review_id: int, viewer: Viewer) -> tuple[Review
 
 
 @router.get("/reviews/{review_id}", response_class=HTMLResponse)
-def review_page(request: Request, review_id: int, viewer: Viewer = Depends(page(*REVIEW_ROLES)),
+def review_page(request: Request, review_id: RowId, viewer: Viewer = Depends(page(*REVIEW_ROLES)),
                 ctx: WebContext = Depends(web_context)) -> Response:
     review, view = _own_review(ctx, review_id, viewer)
     return render(request, "review.html", viewer=viewer, review=review, transcript=_picked_path(view),
@@ -106,7 +107,7 @@ def _picked_path(view: store.ConversationView) -> list[tuple[str, str]]:
 
 
 @router.post("/reviews/{review_id}")
-def submit_review(request: Request, review_id: int, done: Action = Depends(action(*REVIEW_ROLES)),
+def submit_review(request: Request, review_id: RowId, done: Action = Depends(action(*REVIEW_ROLES)),
                   ctx: WebContext = Depends(web_context)) -> Response:
     review, view = _own_review(ctx, review_id, done.viewer)
     if review.status == "done":

@@ -1,9 +1,10 @@
-"""Sessions, CSRF and the login rate limit, and the dependencies every route uses to check who is asking.
+"""Sessions and CSRF, and the dependencies every route uses to check who is asking.
 
 A session token lives only in the HttpOnly cookie; the database keeps its
 SHA-256, so a leaked database does not leak live logins. Each session has its
 own CSRF token, required in every POST form. Before login, a double-submit
-cookie protects the login form itself.
+cookie protects the login form itself. A session also records a stamp of
+its user's password hash: a new password, however it was set, ends it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from starlette.datastructures import FormData
 
-from sparring.store.campaign_schema import LoginAttemptRow, SessionRow, UserRow
+from sparring.store.campaign_schema import SessionRow, UserRow
 from sparring.web.context import WebContext, aware, utcnow, web_context
 
 SESSION_COOKIE = "sparring_session"
@@ -66,13 +67,19 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def create_session(ctx: WebContext, user_id: int) -> str:
+def password_stamp(password_hash: str) -> str:
+    """Short digest of a password hash (migration 0003 computes the same): changes whenever the password does."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+def create_session(ctx: WebContext, user: UserRow) -> str:
     """Store a new login and return the raw token for the cookie; expired sessions are purged on the way."""
     token, now = new_token(), utcnow()
     with ctx.transaction() as db:
         db.execute(delete(SessionRow).where(SessionRow.expires_at < now))
-        db.add(SessionRow(token_hash=token_hash(token), user_id=user_id, csrf_token=new_token(), created_at=now,
-                          expires_at=now + timedelta(hours=ctx.settings.session_hours)))
+        db.add(SessionRow(token_hash=token_hash(token), user_id=user.id, csrf_token=new_token(), created_at=now,
+                          expires_at=now + timedelta(hours=ctx.settings.session_hours),
+                          password_stamp=password_stamp(user.password_hash)))
     return token
 
 
@@ -92,35 +99,11 @@ def find_viewer(ctx: WebContext, token: str | None) -> Viewer | None:
         if row is None:
             return None
         session, user = row
-        if aware(session.expires_at) <= utcnow() or not user.active:
+        if (aware(session.expires_at) <= utcnow() or not user.active
+                or session.password_stamp != password_stamp(user.password_hash)):
             db.delete(session)
             return None
         return Viewer(user.id, user.username, user.role, user.pseudonym, session.csrf_token, aware(session.created_at))
-
-
-# -- the login rate limit ------------------------------------------------------------------------
-
-def login_blocked(ctx: WebContext, username: str, address: str) -> bool:
-    """Too many recent failures for this username, or from this address."""
-    since = utcnow() - timedelta(minutes=ctx.settings.login_window_minutes)
-    with ctx.transaction() as db:
-        recent = select(func.count()).select_from(LoginAttemptRow).where(LoginAttemptRow.at >= since)
-        by_user = db.scalar(recent.where(LoginAttemptRow.username == username)) or 0
-        by_address = db.scalar(recent.where(LoginAttemptRow.address == address)) or 0
-    return by_user >= ctx.settings.login_max_failures or by_address >= ctx.settings.login_max_failures_per_address
-
-
-def record_login_failure(ctx: WebContext, username: str, address: str) -> None:
-    now = utcnow()
-    old = now - timedelta(minutes=ctx.settings.login_window_minutes) * 4
-    with ctx.transaction() as db:
-        db.execute(delete(LoginAttemptRow).where(LoginAttemptRow.at < old))
-        db.add(LoginAttemptRow(username=username[:64], address=address[:64], at=now))
-
-
-def clear_login_failures(ctx: WebContext, username: str) -> None:
-    with ctx.transaction() as db:
-        db.execute(delete(LoginAttemptRow).where(LoginAttemptRow.username == username))
 
 
 def client_address(request: Request) -> str:
@@ -138,7 +121,18 @@ def current_viewer(request: Request, ctx: WebContext = Depends(web_context)) -> 
 
 
 async def read_form(request: Request) -> FormData:
-    return await request.form()
+    """The POST form: no file uploads, a bounded number of fields, and no NUL in any value (400 otherwise)."""
+    try:
+        form = await request.form(max_files=0, max_fields=200)
+    except HTTPException:
+        raise
+    except Exception:  # a malformed body: Starlette's parsers raise several kinds
+        raise HTTPException(400, "Bad request: the form could not be read.") from None
+    for name, value in form.multi_items():
+        if "\x00" in name or isinstance(value, str) and "\x00" in value:
+            raise HTTPException(400, f"Bad request: {name.replace(chr(0), '')[:40] or 'a field'} contains a NUL "
+                                     "character.")
+    return form
 
 
 def _check_role(viewer: Viewer, roles: tuple[str, ...]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 
 from sparring.conversation import Conversation
 from sparring.store.campaign_schema import CampaignRow
@@ -18,6 +19,15 @@ class TargetsPool:
         self._campaigns: dict[str, CampaignRow] = {}  # detached rows: sampling settings, fixed at creation
         self._lock = asyncio.Lock()
         self._warming: set[asyncio.Task[None]] = set()
+        self._errors: dict[str, deque[str]] = {}
+
+    def record_error(self, campaign_id: str, detail: str) -> None:
+        """Keep the last model errors (already redacted) for the admin's campaign page; red teamers see a reference."""
+        self._errors.setdefault(campaign_id, deque(maxlen=20)).append(detail)
+
+    def recent_errors(self, campaign_id: str) -> list[str]:
+        """Newest first; only this server process's errors (the log has them all)."""
+        return list(reversed(self._errors.get(campaign_id, ())))
 
     async def get(self, campaign_id: str, targets_toml: str) -> CampaignComponents:
         """The campaign's components; the TOML was validated when the campaign was created."""

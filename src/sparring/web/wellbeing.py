@@ -2,7 +2,9 @@
 
 Answering the survey is voluntary: when one is due the person sees it once and
 may submit or skip it; a skip is recorded (empty answers) and costs nothing.
-Admins only ever see means per feeling over at least ``wellbeing_min_responses`` answers.
+Admins only ever see means per feeling, and only once at least
+``wellbeing_min_responses`` different people answered: each person's own mean
+counts once, so one person answering many surveys is never shown as the campaign.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sparring.store.campaign_schema import (
@@ -54,15 +57,23 @@ def opted_out(db: Session, campaign_id: str, user_id: int) -> set[str]:
 
 
 def wellbeing_aggregate(db: Session, campaign_id: str, min_responses: int) -> dict:
-    """Means per feeling and n over answered surveys; no per-person rows ever leave this function."""
-    answered = [row.answers for row in db.scalars(select(WellbeingSurveyRow).where(
-        WellbeingSurveyRow.campaign_id == campaign_id)) if row.answers]
-    skipped = db.scalar(select(func.count()).select_from(WellbeingSurveyRow).where(
-        WellbeingSurveyRow.campaign_id == campaign_id)) or 0
-    result: dict = {"n": len(answered), "skipped": skipped - len(answered), "min_responses": min_responses,
-                    "means": None}
-    if answered and len(answered) >= min_responses:
-        result["means"] = {f: round(sum(a[f] for a in answered) / len(answered), 2) for f in FEELINGS}
+    """Means per feeling over people (each person's mean counts once), shown from ``min_responses`` people on.
+
+    No per-person rows ever leave this function.
+    """
+    by_person: dict[int, list[dict]] = {}
+    total = 0
+    for row in db.scalars(select(WellbeingSurveyRow).where(WellbeingSurveyRow.campaign_id == campaign_id)):
+        total += 1
+        if row.answers:
+            by_person.setdefault(row.user_id, []).append(row.answers)
+    answered = sum(len(surveys) for surveys in by_person.values())
+    result: dict = {"n": answered, "people": len(by_person), "skipped": total - answered,
+                    "min_responses": min_responses, "means": None}
+    if by_person and len(by_person) >= min_responses:
+        person_means = [{f: sum(a[f] for a in surveys) / len(surveys) for f in FEELINGS}
+                        for surveys in by_person.values()]
+        result["means"] = {f: round(sum(m[f] for m in person_means) / len(person_means), 2) for f in FEELINGS}
     return result
 
 
@@ -90,14 +101,18 @@ def save_topics(campaign_id: str, done: Action = Depends(action(*RED_TEAM_ROLES)
     picked = [t for t in done.form.getlist("opt_out") if isinstance(t, str)]
     with ctx.transaction() as db:
         campaign = open_campaign(db, campaign_id)
-        unknown = [t for t in picked if t not in campaign.topics]
-        if unknown:
-            raise HTTPException(400, f"opt_out: {unknown[0]!r} is not one of this campaign's topics")
-        user_id = done.viewer.user_id
-        db.execute(delete(TopicOptOutRow).where(TopicOptOutRow.campaign_id == campaign_id,
-                                                TopicOptOutRow.user_id == user_id))
-        for topic in dict.fromkeys(picked):
-            db.add(TopicOptOutRow(user_id=user_id, campaign_id=campaign_id, topic=topic))
+    unknown = [t for t in picked if t not in campaign.topics]
+    if unknown:
+        raise HTTPException(400, f"opt_out: {unknown[0]!r} is not one of this campaign's topics")
+    user_id = done.viewer.user_id
+    try:
+        with ctx.transaction() as db:
+            db.execute(delete(TopicOptOutRow).where(TopicOptOutRow.campaign_id == campaign_id,
+                                                    TopicOptOutRow.user_id == user_id))
+            for topic in dict.fromkeys(picked):
+                db.add(TopicOptOutRow(user_id=user_id, campaign_id=campaign_id, topic=topic))
+    except IntegrityError:
+        pass  # a concurrent save of the same form: one of them stands, both asked for the same set
     return redirect(f"/campaigns/{campaign_id}/topics?saved=1")
 
 
@@ -132,7 +147,12 @@ def submit_survey(request: Request, campaign_id: str, done: Action = Depends(act
                           feelings=FEELINGS, answers=answers,
                           error=f"{', '.join(missing)}: choose a value from 0 (not at all) to 4 (extremely), "
                                 "or skip the survey.")
-        db.add(WellbeingSurveyRow(user_id=done.viewer.user_id, campaign_id=campaign_id,
-                                  answers={} if skipped else answers,
-                                  tasks_done=finished_tasks(db, campaign_id, done.viewer.user_id), created_at=utcnow()))
+    try:
+        with ctx.transaction() as db:  # a concurrent duplicate collides on (user, campaign, tasks_done)
+            db.add(WellbeingSurveyRow(user_id=done.viewer.user_id, campaign_id=campaign_id,
+                                      answers={} if skipped else answers,
+                                      tasks_done=finished_tasks(db, campaign_id, done.viewer.user_id),
+                                      created_at=utcnow()))
+    except IntegrityError:
+        pass  # the same survey was just submitted: the first answer stands
     return redirect(f"/campaigns/{campaign_id}")
