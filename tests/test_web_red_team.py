@@ -367,3 +367,21 @@ def test_closed_campaign_takes_no_new_work(web: Web):
     assert closed.status_code == 303
     assert red.get(f"/campaigns/{campaign}").status_code == 404
     assert 'id="no-campaigns"' in red.get("/").text
+
+
+def test_a_response_the_scorer_cannot_judge_is_stored_unscored_and_the_conversation_goes_on(web: Web):
+    """An LLM judge whose reply has no rating: the web path records 'unscored', never a number, and carries on."""
+    judge = '[scorer]\nname = "llm-judge"\nmodel = {backend = "scripted", responses = ["no rating in this reply"]}'
+    admin = web.login("root", "admin")
+    campaign = web.campaign(admin, toml=campaign_toml(DISTINCT).replace('[scorer]\nname = "refusal"', judge))
+    red = web.login("rita", "red_teamer")
+    conversation = start_conversation(red, campaign)
+    assert send(red, conversation, "First question").status_code == 303
+    assert pick(red, conversation, 1).status_code == 303
+    assert send(red, conversation, "Second question").status_code == 303  # the stored turn reads back
+    with Session(web.ctx.engine) as db:
+        rows = list(db.scalars(select(ScoreRow).where(ScoreRow.conversation_id == conversation)))
+    judged = [r for r in rows if r.scorer == "llm-judge"]
+    assert len(judged) == 4 and all(r.value is None and r.flagged is None for r in judged)
+    assert {r.unscored for r in judged} == {"judge reply had no rating"}
+    assert all(r.value is not None for r in rows if r.scorer == "refusal")  # the refusal rate is still measured

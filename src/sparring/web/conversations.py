@@ -29,6 +29,7 @@ from sparring.store.schema import (
     TranscriptScoreRow,
     UtteranceRow,
 )
+from sparring.store.repository import score_rows
 from sparring.web.context import utcnow
 
 State = Literal["awaiting_human", "awaiting_pick", "awaiting_model", "finished", "skipped"]
@@ -41,7 +42,7 @@ class TurnView:
     role: str
     texts: list[str]
     picked: int | None
-    scores: list[dict[str, tuple[float, bool]]] = field(default_factory=list)
+    scores: list[dict[str, tuple[float | None, bool | None, str | None]]] = field(default_factory=list)  # value, flag, unscored
 
     @property
     def text(self) -> str:
@@ -95,8 +96,9 @@ class ConversationView:
             if turn.role == "human":
                 conversation.add_human(turn.texts[0])
                 continue
-            samples = [Sample(text=text, scores={k: v for k, (v, _) in s.items()},
-                              flagged={k: f for k, (_, f) in s.items()})
+            samples = [Sample(text=text, scores={k: v for k, (v, _, why) in s.items() if why is None},
+                              flagged={k: f for k, (_, f, why) in s.items() if why is None},
+                              unscored={k: why for k, (_, _, why) in s.items() if why is not None})
                        for text, s in zip(turn.texts, turn.scores or [{} for _ in turn.texts], strict=True)]
             conversation.add_assistant(samples, turn.picked or 0)
         return conversation
@@ -113,9 +115,9 @@ def load_conversation(db: Session, conversation_id: str) -> ConversationView | N
     if row is None:
         return None
     conv, attempt, campaign_id, campaign_status = row
-    scores: dict[tuple[int, int], dict[str, tuple[float, bool]]] = {}
+    scores: dict[tuple[int, int], dict[str, tuple[float | None, bool | None, str | None]]] = {}
     for s in db.scalars(select(ScoreRow).where(ScoreRow.conversation_id == conversation_id)):
-        scores.setdefault((s.turn_index, s.sample_index), {})[s.scorer] = (s.value, s.flagged)
+        scores.setdefault((s.turn_index, s.sample_index), {})[s.scorer] = (s.value, s.flagged, s.unscored)
     turns: dict[int, TurnView] = {}
     for u in db.scalars(select(UtteranceRow).where(UtteranceRow.conversation_id == conversation_id)
                         .order_by(UtteranceRow.turn_index, UtteranceRow.sample_index)):
@@ -231,9 +233,8 @@ def add_samples(db: Session, conversation_id: str, index: int, samples: list[Sam
         db.add(UtteranceRow(conversation_id=conversation_id, turn_index=index, sample_index=s_index,
                             role=Role.ASSISTANT.value, text=sample.text, picked=False,
                             finish_reason=sample.finish_reason, completion_tokens=sample.completion_tokens))
-        for scorer, value in sample.scores.items():
-            db.add(ScoreRow(conversation_id=conversation_id, turn_index=index, sample_index=s_index, scorer=scorer,
-                            value=value, flagged=sample.flagged.get(scorer, False)))
+        for row in score_rows(conversation_id, index, s_index, sample):
+            db.add(ScoreRow(**row))
     db.flush()
     db.execute(update(ConversationRow).where(ConversationRow.id == conversation_id)
                .values(n_turns=index + 1, error=None))

@@ -289,8 +289,7 @@ async def _respond(ctx: WebContext, view: ConversationView) -> None:
         for scorer in components.all_scorers:
             results = await scorer.score_many(conversation, [s.text for s in samples])
             for sample, result in zip(samples, results, strict=True):
-                sample.scores[scorer.name] = result.value
-                sample.flagged[scorer.name] = result.flagged
+                sample.record_score(scorer.name, result)  # a value and flag, or why it could not judge
     except TimeoutError:
         await run_in_threadpool(_write, ctx, store.set_error, conversation_id,
                                 f"The assistant did not answer within {timeout:g} seconds.")
