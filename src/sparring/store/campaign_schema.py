@@ -46,7 +46,7 @@ class SessionRow(Base):
 
 
 class LoginAttemptRow(Base):
-    """Login attempts being verified or failed, counted per username and per client address to limit guessing.
+    """Login attempts being verified (``pending``) or failed, counted per username and per client address.
 
     A row is written before the password is checked, so concurrent guesses count each other.
     """
@@ -59,6 +59,7 @@ class LoginAttemptRow(Base):
     username: Mapped[str] = mapped_column(String(64))
     address: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    pending: Mapped[bool] = mapped_column(Boolean, default=False)  # still being checked; False: a failure
 
 
 class CampaignRow(Base):

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sparring.store.campaign_schema import ROLES, UserRow
 from sparring.web.context import WebContext, web_context
-from sparring.web.login_throttle import begin_attempt, forget_attempt
+from sparring.web.login_throttle import Attempt, begin_attempt, fail_attempt, forget_attempt
 from sparring.web.pages import redirect, render
 from sparring.web.passwords import HashingBusy, verify_password_off_loop
 from sparring.web.request_limits import RowId
@@ -64,36 +64,42 @@ async def login(request: Request, ctx: WebContext = Depends(web_context)) -> Res
     address = client_address(request)
     token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
 
-    def begin() -> tuple[int | None, UserRow | None]:
+    def begin() -> tuple[Attempt, UserRow | None]:
         attempt = begin_attempt(ctx, username, address)  # counted before the password is checked
-        if attempt is None:
-            return None, None
+        if attempt.id is None:
+            return attempt, None
         with ctx.transaction() as db:
             return attempt, db.scalar(select(UserRow).where(UserRow.username == username))
 
     def conclude(attempt: int, user: UserRow | None, verified: bool) -> str | None:
         if user is None or not verified or not user.active:
-            return None  # the attempt's row stays: a failure
+            fail_attempt(ctx, attempt)
+            return None
         forget_attempt(ctx, attempt)
         return create_session(ctx, user)
+
+    def busy() -> Response:
+        response = again(503, "Many logins are being checked right now. Try again in a few seconds.")
+        response.headers["Retry-After"] = "2"
+        return response
 
     def again(status: int, error: str) -> Response:
         return render(request, "login.html", status_code=status, login_csrf=token, next=next_path,
                       username=username, error=error)
 
     attempt, user = await run_in_threadpool(begin)
-    if attempt is None:
+    if attempt.refused == "busy":
+        return busy()
+    if attempt.id is None:
         minutes = int(ctx.settings.login_window_minutes)
         return again(429, f"Too many failed logins. Wait {minutes} minutes and try again, or ask an admin.")
     try:
         verified = await verify_password_off_loop(user.password_hash if user else None, password,
                                                   ctx.settings.login_max_waiting)
     except HashingBusy:
-        await run_in_threadpool(forget_attempt, ctx, attempt)  # never checked: not a failure
-        busy = again(503, "Many logins are being checked right now. Try again in a few seconds.")
-        busy.headers["Retry-After"] = "5"
-        return busy
-    session_token = await run_in_threadpool(conclude, attempt, user, verified)
+        await run_in_threadpool(forget_attempt, ctx, attempt.id)  # never checked: not a failure
+        return busy()
+    session_token = await run_in_threadpool(conclude, attempt.id, user, verified)
     if session_token is None:
         return again(401, "Wrong username or password.")
     response = redirect(next_path)

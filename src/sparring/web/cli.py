@@ -5,7 +5,7 @@ these exit codes (also in each command's help and in the README):
 
     0  done
     1  refused: no such user, a username taken, a password too short, a bad role
-    2  the database is unusable (cannot be opened, upgraded or written)
+    2  the database is unusable (cannot be opened, upgraded or written), or the command line is wrong
 
 No path prints a traceback, and no line shows a database password.
 """
@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from sparring.terminal import console, err
 
-EXIT_CODES = "Exit codes: 0 done, 1 refused (no such user, bad input), 2 database unusable."
+EXIT_CODES = "Exit codes: 0 done, 1 refused (no such user, bad input), 2 database unusable or wrong usage."
 EXIT_REFUSED = 1
 EXIT_DATABASE = 2
 

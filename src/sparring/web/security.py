@@ -122,12 +122,7 @@ def current_viewer(request: Request, ctx: WebContext = Depends(web_context)) -> 
 
 async def read_form(request: Request) -> FormData:
     """The POST form: no file uploads, a bounded number of fields, and no NUL in any value (400 otherwise)."""
-    try:
-        form = await request.form(max_files=0, max_fields=200)
-    except HTTPException:
-        raise
-    except Exception:  # a malformed body: Starlette's parsers raise several kinds
-        raise HTTPException(400, "Bad request: the form could not be read.") from None
+    form = await request.form(max_files=0, max_fields=200)  # a malformed multipart body is Starlette's 400
     for name, value in form.multi_items():
         if "\x00" in name or isinstance(value, str) and "\x00" in value:
             raise HTTPException(400, f"Bad request: {name.replace(chr(0), '')[:40] or 'a field'} contains a NUL "

@@ -1,4 +1,5 @@
-"""Web hardening: one open task per person and campaign, one survey per milestone, sessions tied to the password.
+"""Web hardening: one open task per person and campaign, one survey per milestone, sessions tied to the password,
+login attempts counted while pending.
 
 Existing data survives: duplicate open tasks (from the old check-then-insert
 race) keep the newest open and the others become skipped; duplicate surveys keep
@@ -54,6 +55,7 @@ def upgrade() -> None:
                     sqlite_where=OPEN, postgresql_where=OPEN)
     op.create_index("uq_survey_once", "wellbeing_surveys", ["user_id", "campaign_id", "tasks_done"], unique=True)
     op.create_index("ix_login_attempts_address_at", "login_attempts", ["address", "at"])
+    op.add_column("login_attempts", sa.Column("pending", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.add_column("sessions", sa.Column("password_stamp", sa.String(16), nullable=True))
     for user_id, password_hash in connection.execute(sa.text("SELECT id, password_hash FROM users")).all():
         connection.execute(sa.text("UPDATE sessions SET password_stamp = :stamp WHERE user_id = :user"),
@@ -63,6 +65,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("sessions") as batch:
         batch.drop_column("password_stamp")
+    with op.batch_alter_table("login_attempts") as batch:
+        batch.drop_column("pending")
     op.drop_index("ix_login_attempts_address_at", "login_attempts")
     op.drop_index("uq_survey_once", "wellbeing_surveys")
     op.drop_index("uq_tasks_one_open", "tasks")
