@@ -115,7 +115,10 @@ async def red_teamer(rec: Recorder, base_url: str, username: str, campaign: str,
             await asyncio.sleep(rng.uniform(0.5, 1.5) * args.think_s)
 
     await asyncio.sleep(rng.uniform(0, args.ramp_s))
-    async with httpx.AsyncClient(base_url=base_url, follow_redirects=False, timeout=120) as client:
+    # Idle connections are dropped before uvicorn's 5 s keep-alive ends, as browsers do: waiting at the barrier
+    # for the last login must not race the server closing the connection.
+    limits = httpx.Limits(keepalive_expiry=3)
+    async with httpx.AsyncClient(base_url=base_url, follow_redirects=False, timeout=120, limits=limits) as client:
         page = await rec.request(client, "login phase: GET login page", "GET", "/login")
         form = {"username": username, "password": PASSWORD, "next": "/", "csrf_token": csrf_token_of(page.text)}
         while True:  # a full hashing queue answers 503 at once; a person (and this script) tries again
