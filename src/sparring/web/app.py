@@ -93,8 +93,8 @@ def create_app(settings: WebSettings) -> FastAPI:
     async def database_error(request: Request, error: SQLAlchemyError) -> Response:
         log.error("database error on %s %s", request.method, request.url.path, exc_info=error)
         return render(request, "error.html", status_code=503, viewer=None, status=503,
-                      message="The database could not complete this request. Nothing was changed; try again "
-                              "in a moment, and tell an admin if it keeps happening.")
+                      message="The database could not complete this request. Try again in a moment, and tell "
+                              "an admin if it keeps happening.")
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, error: Exception) -> Response:

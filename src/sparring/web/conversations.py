@@ -270,8 +270,13 @@ def pick(db: Session, conversation_id: str, index: int, sample: int, n_samples: 
 
 def finish(db: Session, view: ConversationView, rating: int, tags: list[str],
            transcript_scores: dict[tuple[str, str], float]) -> None:
-    db.execute(update(ConversationRow).where(ConversationRow.id == view.id).values(
-        status="finished", rating=float(rating), finished_at=utcnow(), n_turns=len(view.turns), error=None))
+    """Only an open conversation is finished: the guarded update is the check, so a second server
+    process ending it at the same moment writes nothing."""
+    ended = db.execute(update(ConversationRow).where(ConversationRow.id == view.id, ConversationRow.status == "open")
+                       .values(status="finished", rating=float(rating), finished_at=utcnow(),
+                               n_turns=len(view.turns), error=None)).rowcount
+    if not ended:
+        return
     db.execute(update(AttemptRow).where(AttemptRow.conversation_id == view.id).values(tags=tags or None))
     for (scorer, aggregate), value in transcript_scores.items():
         db.add(TranscriptScoreRow(conversation_id=view.id, scorer=scorer, aggregate=aggregate, value=value))
@@ -280,7 +285,10 @@ def finish(db: Session, view: ConversationView, rating: int, tags: list[str],
 
 
 def skip(db: Session, view: ConversationView) -> None:
-    db.execute(update(ConversationRow).where(ConversationRow.id == view.id).values(status="skipped"))
+    skipped = db.execute(update(ConversationRow).where(ConversationRow.id == view.id,
+                                                       ConversationRow.status == "open").values(status="skipped"))
+    if not skipped.rowcount:
+        return
     db.execute(update(AttemptRow).where(AttemptRow.conversation_id == view.id).values(skipped=True))
     db.flush()
     close_task_if_done(db, view.task_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -118,10 +118,8 @@ def submit_review(request: Request, review_id: RowId, done: Action = Depends(act
     if error:
         return render(request, "review.html", status_code=400, viewer=done.viewer, review=review,
                       transcript=_picked_path(view), chosen_tags=tags, rating=rating, error=error)
-    with ctx.transaction() as db:
-        row = db.get(ReviewRow, review_id)
-        assert row is not None
-        row.status, row.rating, row.tags = "done", float(rating), tags or None
-        row.needs_expertise = done.get("needs_expertise") == "1"
-        row.finished_at = utcnow()
+    with ctx.transaction() as db:  # guarded: a concurrent second submit finds it done and changes nothing
+        db.execute(update(ReviewRow).where(ReviewRow.id == review_id, ReviewRow.status == "assigned").values(
+            status="done", rating=float(rating), tags=tags or None,
+            needs_expertise=done.get("needs_expertise") == "1", finished_at=utcnow()))
     return redirect("/review?saved=1")
