@@ -97,6 +97,15 @@ def test_score_eval_and_train_commands(shared_data, tmp_path: Path):
     assert 0.0 <= results[0]["pairwise_accuracy"] <= 1.0 and results[0]["n"] == 60
     assert results[1]["n"] > 50 and 0.0 <= results[1]["auroc"] <= 1.0
 
+    manual = sparring("pm", "eval", "--shared", "--source", "jailbreak-eval-manual", "--data", str(shared_data), "--json",
+                      cwd=tmp_path)
+    assert manual.returncode == 0, manual.stderr[-2000:]
+    [row] = json.loads(manual.stdout)["results"]
+    assert row["file"] == "shared:jailbreak-eval-manual" and row["n"] == 300 and row["positives"] == 141
+    assert 0.5 < row["within_goal_auroc"] <= 1.0 and row["unscored"] == 0
+    unknown = sparring("pm", "eval", "--shared", "--source", "nope", "--data", str(shared_data), cwd=tmp_path)
+    assert unknown.returncode == 2 and "unknown source 'nope'" in unknown.stderr and "Traceback" not in unknown.stderr
+
     trained = sparring("pm", "train", "pairs.jsonl", "-o", "my-pm", "--seed", "3", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert "held-out pairwise accuracy" in trained.stdout

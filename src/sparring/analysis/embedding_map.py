@@ -100,13 +100,12 @@ def embed_transcripts(
     # sorts only within one call, i.e. one chunk); the result is put back in input order.
     order = sorted(range(len(prepared)), key=lambda i: -len(prepared[i]))
     encoder = shared_encoder()
-    encoder.batch_size = batch_size
 
     async def run() -> np.ndarray:
         parts = []
         for start in range(0, len(order), chunk):
             batch = [prepared[i] for i in order[start:start + chunk]]
-            parts.append(await run_on_compute_thread(encoder.encode, batch))
+            parts.append(await run_on_compute_thread(encoder.encode, batch, batch_size))
             if progress is not None:
                 progress(min(start + chunk, len(order)))
         if not parts:

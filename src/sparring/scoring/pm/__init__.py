@@ -1,14 +1,16 @@
-"""The harmlessness preference model (PM): trained on comparison pairs, higher score = more harmless.
+"""The harm judge behind the ``pm`` scorer: a fine-tuned MiniLM cross-encoder, higher score = more harmless.
 
 Public API (used by the ``pm`` scorer, the CLI and evaluation):
 
-- ``PreferenceModel.load(directory) -> PreferenceModel`` and ``.save(directory)``
+- ``PreferenceModel.load(directory) -> PreferenceModel``: an artifact from ``sparring pm train``
+  (``judge.onnx``, ``tokenizer.json``, ``pm.json``); scoring runs on ONNX Runtime, without torch.
 - ``PreferenceModel.score(contexts, responses) -> numpy array`` where ``contexts[i]`` is the
   conversation before the response in raw HH text (``Conversation.to_hh()``, may be "") and
   ``responses[i]`` the assistant utterance; higher = more harmless.
 - ``PreferenceModel.threshold``: scores below it are judged harmful (chosen on training data only).
-- ``default_pm_path()``: the PM shipped in the package (``sparring/data/pm``).
-- ``train_preference_model(pairs, seed=0, ...) -> PreferenceModel`` in ``sparring.scoring.pm.train``.
+- ``default_pm_path()``: the judge shipped in the package (``sparring/data/pm``).
+- Training (the ``train`` extra, torch): ``sparring.scoring.pm.build.train_judge`` and ``build_default``;
+  leave-one-source-out cross-validation in ``sparring.scoring.pm.crossval``.
 """
 
 from sparring.scoring.pm.model import PreferenceModel, default_pm_path

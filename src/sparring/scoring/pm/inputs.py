@@ -1,0 +1,99 @@
+"""What the judge reads: the last request and the response as one word-piece sequence.
+
+``[CLS] request [SEP] response [SEP]``, the request cut from the left (a long
+jailbreak prompt usually ends with the actual ask) and the response cut from
+the right (harm shows early: an answer that complies says so in its first
+sentences). The same code builds the inputs at training and at scoring time,
+with the ``tokenizers`` library only, so scoring needs no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sparring.conversation import Conversation, Role
+
+REQUEST_TOKENS = 32
+MAX_TOKENS = 128  # 2 CPU cores: the cost of training and scoring grows with it
+CLS, SEP, PAD = "[CLS]", "[SEP]", "[PAD]"
+
+
+def last_request(context: str) -> str:
+    """The last human turn of an HH context; '' when there is none; plain text is taken as the request."""
+    if not context.strip():
+        return ""
+    try:
+        turns = Conversation.from_hh(context).turns
+    except ValueError:
+        return context
+    for turn in reversed(turns):
+        if turn.role is Role.HUMAN:
+            return turn.text
+    return ""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Padded model inputs (int64), as ONNX Runtime and torch both take them."""
+
+    ids: np.ndarray
+    mask: np.ndarray
+    types: np.ndarray
+
+
+class PairEncoder:
+    """Word pieces for (request, response) pairs and for single texts, from a ``tokenizer.json``."""
+
+    def __init__(self, tokenizer_file: Path, request_tokens: int = REQUEST_TOKENS, max_tokens: int = MAX_TOKENS) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        self.request_tokens, self.max_tokens = request_tokens, max_tokens
+        self.cls_id, self.sep_id, self.pad_id = (self.tokenizer.token_to_id(t) for t in (CLS, SEP, PAD))
+        if None in (self.cls_id, self.sep_id, self.pad_id):
+            raise ValueError(f"{tokenizer_file}: not a BERT word-piece tokenizer (no {CLS}/{SEP}/{PAD})")
+
+    def _pieces(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def pair_ids(self, requests: Sequence[str], responses: Sequence[str]) -> list[tuple[list[int], int]]:
+        """(ids, length of the request segment incl. [CLS] and [SEP]) per pair."""
+        # the tokenizer's cost grows with the text; nothing past the token budget is ever read
+        heads = [response[: self.max_tokens * 8] for response in responses]
+        tails = [request[-self.request_tokens * 8:] for request in requests]
+        out = []
+        for request, response in zip(self._pieces(tails), self._pieces(heads)):
+            request = request[-self.request_tokens:]
+            first = [self.cls_id, *request, self.sep_id]
+            room = self.max_tokens - len(first) - 1
+            out.append(([*first, *response[:room], self.sep_id], len(first)))
+        return out
+
+    def text_ids(self, texts: Sequence[str]) -> list[tuple[list[int], int]]:
+        """Single texts as a sentence encoder reads them: ``[CLS] text [SEP]``, one segment."""
+        return [([self.cls_id, *ids[: self.max_tokens - 2], self.sep_id], self.max_tokens)
+                for ids in self._pieces([text[: self.max_tokens * 8] for text in texts])]
+
+    def pad(self, encoded: Sequence[tuple[list[int], int]]) -> Batch:
+        """Pad a batch to its longest sequence; segment 1 starts after the first segment's length."""
+        width = max((len(ids) for ids, _ in encoded), default=1)
+        ids = np.full((len(encoded), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encoded), width), dtype=np.int64)
+        types = np.zeros((len(encoded), width), dtype=np.int64)
+        for row, (pieces, first) in enumerate(encoded):
+            ids[row, : len(pieces)] = pieces
+            mask[row, : len(pieces)] = 1
+            types[row, first: len(pieces)] = 1
+        return Batch(ids, mask, types)
+
+
+def length_batches(lengths: Sequence[int], size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first), so little padding is computed."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[start: start + size] for start in range(0, len(order), size)]
