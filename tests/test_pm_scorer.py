@@ -44,6 +44,9 @@ def test_a_missing_pm_directory_is_a_config_error(tmp_path: Path):
 
     with pytest.raises(ConfigError, match="no preference model at"):
         scorers.create("pm", {"path": str(tmp_path)})
+    (tmp_path / "pm.json").write_text('{"format_version": 1, "threshold": 0.4}', encoding="utf-8")  # the frozen-encoder PM
+    with pytest.raises(ConfigError, match=r"path: .*pm\.json: field 'format_version'.*retrain"):
+        scorers.create("pm", {"path": str(tmp_path)})
 
 
 def test_pm_prefers_a_refusal_and_flags_below_its_threshold(pm):

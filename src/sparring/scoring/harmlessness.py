@@ -44,6 +44,14 @@ class PreferenceModelScorer(Scorer):
         self._pm: PreferenceModel | None = None
         if config.path and not (Path(config.path) / "pm.json").is_file():
             raise ConfigError(f"path: no preference model at {config.path} (expected pm.json from `sparring pm train`)")
+        if config.path:  # reading pm.json is cheap; an old or broken artifact fails here, not mid-run
+            from sparring.errors import DataFormatError
+            from sparring.scoring.pm.model import PreferenceModel
+
+            try:
+                self._pm = PreferenceModel.load(Path(config.path))
+            except DataFormatError as error:
+                raise ConfigError(f"path: {error}") from None
 
     @property
     def pm(self) -> PreferenceModel:

@@ -23,11 +23,15 @@ def open_session(path: Path) -> Any:
         raise ImportError(f"{INSTALL_HINT} ({error})") from error
     if not path.is_file():
         raise DataFormatError(f"{path}: not found")
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # warnings about unused initialisers are not the user's business
+    unreadable = (ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.Fail, ort_errors.InvalidArgument,
+                  ort_errors.NoSuchFile)
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # onnxruntime raises its own untyped errors for a bad graph
+    except unreadable as error:
         raise DataFormatError(f"{path}: not a readable ONNX model ({type(error).__name__})") from None
 
 
