@@ -83,7 +83,8 @@ def render(meta: dict[str, Any], threshold: float, alternatives: dict[str, dict[
         "",
         "## Leave-one-source-out cross-validation",
         "",
-        "How the recipe was chosen and what to expect on data of another origin: for each source, a judge "
+        "What to expect on data of another origin (only this recipe was cross-validated in full, so it was "
+        "not chosen among others by this table): for each source, a judge "
         "is trained on all other sources (and the hh-rlhf training pairs) and tested on it; its threshold is "
         "chosen on its own training rows. *Within-goal AUROC* counts only pairs of responses to the same "
         "goal (request), so a judge that reads only the request scores 0.5 there. ECE: expected calibration "
