@@ -211,10 +211,10 @@ def test_many_real_logins_from_one_address_are_never_locked_out(db_url: str):
     for name in names:
         site.add_user(name, "red_teamer")
     codes = logins(site, [(name, PASSWORD, "10.7.7.7") for name in names])
-    assert set(codes) <= {303, 503} and 303 in codes
-    retried = logins(site, [(name, PASSWORD, "10.7.7.7") for name, code in zip(names, codes, strict=True)
-                            if code == 503])
-    assert set(retried) <= {303, 503}
+    assert set(codes) <= {303, 503}  # "busy, try again", never "locked": how many get in at once depends on timing
+    for name, code in zip(names, codes, strict=True):  # each retry on its own gets in
+        if code == 503:
+            assert logins(site, [(name, PASSWORD, "10.7.7.7")]) == [303], name
     assert _count(site, select(func.count()).select_from(LoginAttemptRow)) == 0
     site.ctx.store.close()
 

@@ -91,8 +91,10 @@ def summarize(store: Store, run_id: str) -> RunSummary:
 
 def render_summary(summary: RunSummary, console: Console) -> None:
     table = Table(title=f"run {escape(summary.run_id)} ({escape(summary.status)})")
-    for column in ("target", "size", "intervention", "done", "errors", "turns", "refusals", "unscored"):
-        table.add_column(column, justify="left" if column in ("target", "intervention") else "right")
+    widest = max((len(row.target) for row in summary.targets), default=6)
+    table.add_column("target", no_wrap=True, min_width=widest)  # a target name is the key a reader looks up
+    for column in ("size", "intervention", "done", "errors", "turns", "refusals", "unscored"):
+        table.add_column(column, justify="left" if column == "intervention" else "right")
     table.add_column(f"min harmlessness ({escape(summary.primary_scorer)}), mean [95% CI]", justify="right")
     for row in summary.targets:
         rate = "-" if row.refusal_rate is None else f"{row.refusal_rate:.1%}"
