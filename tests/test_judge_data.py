@@ -52,6 +52,10 @@ def test_a_bad_label_names_the_file_line_and_field(shared_data: Path, tmp_path: 
         load_labelled(data, ["jailbreak-eval-manual"])
     with pytest.raises(DataFormatError, match="unknown harm-label source"):
         load_labelled(data, ["nope"])
+    from sparring.scoring.evaluation import read_labelled
+
+    with pytest.raises(DataFormatError, match=r"missing\.json: file not found"):
+        read_labelled(tmp_path / "missing.json")
 
 
 def test_capping_is_by_content_not_file_order(rows: list[LabelledRow]) -> None:

@@ -78,6 +78,10 @@ def _header(path: Path) -> set[str]:
 def _read_jbb_artifact(path: Path) -> list[LabelledExample]:
     try:
         data = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise DataFormatError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise DataFormatError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as error:
         raise DataFormatError(f"{path}: invalid JSON ({error.msg} at line {error.lineno})") from None
     if not isinstance(data, dict) or not isinstance(data.get("jailbreaks"), list):
