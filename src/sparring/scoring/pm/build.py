@@ -98,8 +98,7 @@ def build_default(data: Path, out_dir: Path, recipe: Recipe = Recipe(), cross_va
     judge = judge_from_states(prepared.rows, prepared.texts, prepared.states, len(prepared.train_pairs), out_dir,
                               recipe, log)
     judge.metadata["train_seconds"] = round(time.perf_counter() - start, 1)
-    _, heldout = split_pairs(load_pairs(data))
-    describe_default(judge, data, heldout)
+    describe_default(judge, data)
     if cv is None and previous is not None and previous[0] == (recipe.as_dict(), judge.metadata["training_data"]):
         cv = previous[1]
     if cv is not None:
@@ -128,10 +127,10 @@ def write_model_card(judge: PreferenceModel) -> Path:
     return path
 
 
-def describe_default(judge: PreferenceModel, data: Path, heldout: Sequence[ComparisonPair]) -> None:
+def describe_default(judge: PreferenceModel, data: Path) -> None:
     """Record what the default build read and how the exported (int8) artifact ranks the held-out pairs."""
     pairs = load_pairs(data)
-    train, _ = split_pairs(pairs)
+    train, heldout = split_pairs(pairs)
     judge.metadata["heldout_pairwise_accuracy_onnx"] = onnx_pairwise_accuracy(judge, heldout)
     judge.metadata["training_data"] = data_fingerprints(data)
     judge.metadata["split"] = {"rule": SPLIT_RULE, "salt": SPLIT_SALT, "heldout_fraction": HELDOUT_FRACTION,
