@@ -128,7 +128,7 @@ def _campaign_of_run(run_id: str, url: str) -> str | None:
 
     from sparring.store.campaign_schema import CampaignRow
 
-    store = _open(url)
+    store = _open(url, run_id)
     try:
         with store.engine.connect() as conn:
             if conn.execute(select(CampaignRow.id).where(CampaignRow.id == run_id)).first():
@@ -139,7 +139,7 @@ def _campaign_of_run(run_id: str, url: str) -> str | None:
         store.close()
 
 
-def _open(url: str) -> Any:
+def _open(url: str, source: str) -> Any:
     from sqlalchemy.engine import make_url
 
     from sparring.store import Store
@@ -147,30 +147,35 @@ def _open(url: str) -> Any:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
             and not Path(parsed.database).expanduser().is_file():
-        raise ConfigError(f"no such file, and no database at {parsed.database} to look up a run or campaign "
-                          "(pass --db)")
+        raise ConfigError(f"{source!r} is not a file, and there is no database at {parsed.database} to look it "
+                          "up as a run or campaign id (pass --db)")
     return Store(url)
 
 
 def _store_source(source: str, data: RedTeamData, url: str) -> ReleaseSource:
     from sqlalchemy import select
+    from sqlalchemy.orm import Session
 
     from sparring.store.campaign_schema import CampaignRow, UserRow
 
-    store = _open(url)
+    store = _open(url, source)
     try:
-        with store.engine.connect() as conn:
-            campaign = conn.execute(select(CampaignRow).where(CampaignRow.id == source)).scalars().first()
-            users = conn.execute(select(UserRow.username, UserRow.pseudonym)).all()
+        with Session(store.engine) as db:
+            campaign = db.scalar(select(CampaignRow).where(CampaignRow.id == source))
+            if campaign is not None:
+                db.expunge(campaign)
+            users = db.execute(select(UserRow.username, UserRow.pseudonym)).all()
         run_id = campaign.run_id if campaign is not None else source
         run = store.run(run_id)
         targets = sorted({(t.size, t.model_type) for t in store.targets(run_id)})
         index = {attempt: i for i, attempt in enumerate(data.attempts["attempt_id"])}
         pairs: list[tuple[int | None, str, str]] = []
+        members: dict[int, str] = {}  # the store's own id: a person's pseudonym, or the attack's name
         for stored in store.conversations(run_id, ["finished"]):
             position = index.get(stored.unit.id)
             if position is None:
                 continue  # skipped by the red teamer: not released
+            members[position] = stored.unit.red_team_member
             pairs.extend((position, chosen, rejected) for chosen, rejected in stored.conversation.comparison_pairs()
                          if chosen != rejected)
         facts = _campaign_facts(store, campaign) if campaign is not None else None
@@ -180,7 +185,10 @@ def _store_source(source: str, data: RedTeamData, url: str) -> ReleaseSource:
     identifiers = [name for row in users for name in (row.username, row.pseudonym)]
     run_facts = RunFacts(run.status, str(run.components.get("primary_scorer", "refusal")),
                          [(size, kind) for size, kind in targets])
-    return ReleaseSource(data, released_records(data), pairs, facts, run_facts, identifiers)
+    records = released_records(data)
+    for position, member in members.items():
+        records[position]["red_team_member_id"] = member
+    return ReleaseSource(data, records, pairs, facts, run_facts, identifiers)
 
 
 def _campaign_facts(store: Any, campaign: Any) -> CampaignFacts:
