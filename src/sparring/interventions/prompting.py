@@ -78,7 +78,7 @@ class Prompted(PromptIntervention):
         self.config = config
         data = hhh_prompt_data()
         dialogues = [render_dialogue(d["turns"]) for d in data["dialogues"][: config.dialogues]]
-        self._text = data["intro"] + DIALOGUE_SEPARATOR + DIALOGUE_SEPARATOR.join(dialogues) + DIALOGUE_SEPARATOR
+        self._text: str = data["intro"] + DIALOGUE_SEPARATOR + DIALOGUE_SEPARATOR.join(dialogues) + DIALOGUE_SEPARATOR
 
     def preamble(self) -> str:
         return self._text

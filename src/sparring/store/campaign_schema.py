@@ -70,7 +70,7 @@ class CampaignRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     instructions: Mapped[str] = mapped_column(Text)
     content_warning: Mapped[str] = mapped_column(Text)
-    topics: Mapped[list] = mapped_column(JSON)  # topic names red teamers may opt out of
+    topics: Mapped[list[str]] = mapped_column(JSON)  # topic names red teamers may opt out of
     conversations_per_task: Mapped[int] = mapped_column(Integer, default=5)
     responses_per_turn: Mapped[int] = mapped_column(Integer, default=2)
     suggested_turns: Mapped[int] = mapped_column(Integer, default=4)
@@ -109,7 +109,7 @@ class AttemptRow(Base):
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer)  # 0 .. conversations_per_task - 1 within the task
-    tags: Mapped[list | None] = mapped_column(JSON, nullable=True)  # harm tags the red teamer chose
+    tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # harm tags the red teamer chose
     skipped: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -125,7 +125,7 @@ class ReviewRow(Base):
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     status: Mapped[str] = mapped_column(String(16))  # assigned | done
     rating: Mapped[float | None] = mapped_column(Float, nullable=True)
-    tags: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     needs_expertise: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -140,7 +140,7 @@ class WellbeingSurveyRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
-    answers: Mapped[dict] = mapped_column(JSON)  # feeling -> 0..4
+    answers: Mapped[dict[str, int]] = mapped_column(JSON)  # feeling -> 0..4
     tasks_done: Mapped[int] = mapped_column(Integer)  # the person's finished tasks when asked
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import CursorResult, Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -84,7 +85,9 @@ def _change(engine: Engine, username: str, *, active: bool | None = None, passwo
             user.active = active
         if new_hash is not None:
             user.password_hash = new_hash
-        ended = db.execute(delete(SessionRow).where(SessionRow.user_id == user.id)).rowcount if end_sessions else 0
+        # a DELETE's result is a CursorResult at runtime (Session.execute is typed as returning Result)
+        ended = (cast(CursorResult[Any], db.execute(delete(SessionRow).where(SessionRow.user_id == user.id))).rowcount
+                 if end_sessions else 0)
     return user, ended or 0
 
 

@@ -10,6 +10,7 @@ counts once, so one person answering many surveys is never shown as the campaign
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
@@ -56,20 +57,20 @@ def opted_out(db: Session, campaign_id: str, user_id: int) -> set[str]:
                                                              TopicOptOutRow.user_id == user_id)))
 
 
-def wellbeing_aggregate(db: Session, campaign_id: str, min_responses: int) -> dict:
+def wellbeing_aggregate(db: Session, campaign_id: str, min_responses: int) -> dict[str, Any]:
     """Means per feeling over people (each person's mean counts once), shown from ``min_responses`` people on.
 
     No per-person rows ever leave this function.
     """
-    by_person: dict[int, list[dict]] = {}
+    by_person: dict[int, list[dict[str, int]]] = {}
     total = 0
     for row in db.scalars(select(WellbeingSurveyRow).where(WellbeingSurveyRow.campaign_id == campaign_id)):
         total += 1
         if row.answers:
             by_person.setdefault(row.user_id, []).append(row.answers)
     answered = sum(len(surveys) for surveys in by_person.values())
-    result: dict = {"n": answered, "people": len(by_person), "skipped": total - answered,
-                    "min_responses": min_responses, "means": None}
+    result: dict[str, Any] = {"n": answered, "people": len(by_person), "skipped": total - answered,
+                              "min_responses": min_responses, "means": None}
     if by_person and len(by_person) >= min_responses:
         person_means = [{f: sum(a[f] for a in surveys) / len(surveys) for f in FEELINGS}
                         for surveys in by_person.values()]

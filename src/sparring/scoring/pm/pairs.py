@@ -63,7 +63,8 @@ def split_pairs(
     pairs: Iterable[ComparisonPair], fraction: float = HELDOUT_FRACTION
 ) -> tuple[list[ComparisonPair], list[ComparisonPair]]:
     """(train, held-out), dialogue-disjoint."""
-    train, heldout = [], []
+    train: list[ComparisonPair] = []
+    heldout: list[ComparisonPair] = []
     for pair in pairs:
         (heldout if is_heldout(pair, fraction) else train).append(pair)
     return train, heldout
