@@ -67,7 +67,7 @@ async def bare_loop(items: int) -> tuple[int, float]:
                 conversation.add_human(human)
                 completions = await target.respond(model, conversation, params)
                 scores = await scorer.score_many(conversation, [c.text for c in completions])
-                samples = [Sample(text=c.text, scores={"refusal": s.value}) for c, s in zip(completions, scores)]
+                samples = [Sample(text=c.text, scores={"refusal": s.value}) for c, s in zip(completions, scores, strict=False)]
                 conversation.add_assistant(samples)
                 turns += 1
     return turns, time.perf_counter() - start

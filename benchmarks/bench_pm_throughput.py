@@ -59,7 +59,7 @@ def previous_pm(contexts: list[str], responses: list[str]):  # type: ignore[no-u
 
     network = SentenceEncoder(load_pretrained()).eval()
     encoder = PairEncoder(bundled_model_dir() / "tokenizer.json", max_tokens=256)
-    texts = [f"Human: {last_request(c)[-160:]}\nAssistant: {r[:1000]}" for c, r in zip(contexts, responses)]
+    texts = [f"Human: {last_request(c)[-160:]}\nAssistant: {r[:1000]}" for c, r in zip(contexts, responses, strict=False)]
 
     def run() -> None:
         encoded = encoder.text_ids(texts)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,8 +39,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from sparring.analysis import embedding_map as em
-    from sparring.analysis.dataset import read_source
-    from sparring.analysis.planted import PlantedEffects, write_planted_release
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))  # the planted-file generator is a test helper
+    from planted import PlantedEffects, read_planted, write_planted_release
+
     from sparring.analysis.report import build_report
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,7 +51,7 @@ def main() -> None:
         truth = write_planted_release(path, effects, seed=0)
         generated = time.perf_counter() - start
         start = time.perf_counter()
-        data = read_source(str(path))
+        data = read_planted(path)
         read = time.perf_counter() - start
         n = len(data.attempts)
         print(f"{n:,} attempts generated in {generated:.1f} s, read in {read:.1f} s; {cores()} cores")

@@ -310,7 +310,7 @@ async def _drive(url: str, names: list[str], campaign: str,
     sent = [Sent() for _ in names]
     everyone_in = asyncio.Barrier(len(names))
     results = await asyncio.gather(*(red_teamer(rec, url, name, campaign, args, person, everyone_in)
-                                     for name, person in zip(names, sent)), return_exceptions=True)
+                                     for name, person in zip(names, sent, strict=False)), return_exceptions=True)
     return rec, sent, [r for r in results if isinstance(r, BaseException)]
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from experiment_support import scripted_toml  # noqa: F401  (TEMPORARY: tests/test_release_bundle.py still imports it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("SPARRING_CHROMIUM", "/usr/bin/chromium"))
@@ -35,39 +36,13 @@ def find_shared_data() -> Path | None:
 def shared_data() -> Path:
     path = find_shared_data()
     if path is None:
-        pytest.skip("../shared/data not found (set SPARRING_SHARED_DATA)")
+        _unavailable("../shared/data not found (set SPARRING_SHARED_DATA)")
     return path
 
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'sparring.db'}"
-
-
-def scripted_toml(**overrides: object) -> str:
-    """A small experiment on the scripted model: 2 targets x the bundled hh-rlhf replay."""
-    head = {"name": "scripted", "turns": 3, "samples_per_turn": 2, "concurrency": 8}
-    scorer = overrides.pop("scorer", "refusal")  # engine tests use the fast scorer; the PM has its own tests
-    head.update({k: v for k, v in overrides.items() if not k.startswith("model_")})
-    model_args = {k.removeprefix("model_"): v for k, v in overrides.items() if k.startswith("model_")}
-    lines = [f"{k} = {_toml(v)}" for k, v in head.items() if k != "limit"]
-    lines += ["[scorer]", f"name = {_toml(scorer)}"]
-    lines += ["[[models]]", 'name = "fake"', 'backend = "scripted"', 'size = "1M"']
-    lines += [f"{k} = {_toml(v)}" for k, v in model_args.items()]
-    lines += ["[[targets]]", 'model = "fake"', 'intervention = "plain"']
-    lines += ["[[targets]]", 'model = "fake"', 'intervention = "rejection-sampling"', "k = 4"]
-    lines += ["[[attacks]]", 'kind = "hh-rlhf"', f"limit = {overrides.get('limit', 10)}"]
-    return "\n".join(lines) + "\n"
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return str(value)
 
 
 @pytest.fixture(scope="session")

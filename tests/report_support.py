@@ -7,7 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from sparring.analysis.planted import PlantedEffects, PlantedTruth, write_planted_release
+from planted import PlantedEffects, PlantedTruth, write_planted_release
 
 SCRIPT = "<script>alert(1)</script>"
 N_INJECTED = 80

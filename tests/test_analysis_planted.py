@@ -8,20 +8,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from sparring.analysis.agreement import review_agreement
-from sparring.analysis.cells import cell_counts, cell_table
-from sparring.analysis.dataset import read_source
-from sparring.analysis.mixed_effects import fit_mixed_effects
-from sparring.analysis.planted import (
+from planted import (
     INVALID_TAG,
     PAPER_COUNTS,
     PAPER_HARMLESSNESS,
     PII_TAG,
     PlantedEffects,
+    read_planted,
     review_mixture,
     write_planted_release,
 )
+
+from sparring.analysis.agreement import review_agreement
+from sparring.analysis.cells import cell_counts, cell_table
+from sparring.analysis.dataset import read_source
+from sparring.analysis.mixed_effects import fit_mixed_effects
 from sparring.analysis.ratings import rating_distribution, rating_vs_harmlessness
 from sparring.analysis.red_teamers import concentration, per_person_effectiveness
 from sparring.analysis.tags import tag_table
@@ -37,7 +38,7 @@ PUBLISHED_TYPES = {
 def planted(tmp_path_factory):
     path = tmp_path_factory.mktemp("planted") / "red_team_attempts.jsonl.gz"
     truth = write_planted_release(path, PlantedEffects(), seed=7)
-    return truth, read_source(str(path))
+    return truth, read_planted(path)
 
 
 def test_file_is_one_gzipped_array_with_exactly_the_published_keys(planted):
@@ -105,7 +106,7 @@ def test_concentration_matches_the_planted_distribution(planted):
     assert 0.12 < result.people_share_for(0.80) < 0.18
 
     people = per_person_effectiveness(data.attempts, min_attempts=5, n_boot=300)
-    assert dict(zip(people["red_team_member_id"], people["n"])) == {
+    assert dict(zip(people["red_team_member_id"], people["n"], strict=False)) == {
         k: v for k, v in truth.person_counts.items() if v >= 5}
     assert people["n"].is_monotonic_decreasing
     assert (people["lo"] <= people["mean_rating"]).all() and (people["mean_rating"] <= people["hi"]).all()

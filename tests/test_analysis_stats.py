@@ -110,7 +110,7 @@ def test_cell_table_orders_cells_and_ignores_missing_values():
                      rating=[4.0, np.nan, 1.0, 3.0, 1.0, 0.0],
                      min_harmlessness=[1.0, 3.0, np.nan, -1.0, 0.0, 2.0])
     table = cell_table(frame, n_boot=200)
-    assert list(zip(table["size"], table["model_type"])) == [
+    assert list(zip(table["size"], table["model_type"], strict=False)) == [
         ("2.7B", "plain lm"), ("2.7B", "other"), ("13B", "plain lm"), ("13B", "rlhf")]
     rlhf = table.iloc[3]
     assert (rlhf["n"], rlhf["mean_rating"], rlhf["success_rate"], rlhf["mean_min_harmlessness"]) == (2, 4.0, 1.0, 2.0)

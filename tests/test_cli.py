@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import scripted_toml
+from experiment_support import scripted_toml
 
 
 def sparring(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -31,13 +31,17 @@ def test_run_show_export_and_runs(tmp_path: Path):
 def test_bad_config_exits_with_a_message_naming_the_key(tmp_path: Path):
     (tmp_path / "exp.toml").write_text(scripted_toml().replace("turns = 3", "turnz = 3"))
     result = sparring("run", "exp.toml", "--db", f"sqlite:///{tmp_path / 'x.db'}", cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert "exp.toml: turnz: unknown key" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_unknown_run_and_bad_database_url(tmp_path: Path):
     result = sparring("show", "nope", "--db", f"sqlite:///{tmp_path / 'x.db'}", cwd=tmp_path)
-    assert result.returncode == 2 and "no run 'nope'" in result.stderr
-    result = sparring("show", "nope", "--db", "not a url", cwd=tmp_path)
-    assert result.returncode == 2 and "not a database URL" in result.stderr
+    assert result.returncode == 3 and "no database file at" in result.stderr
+    assert not (tmp_path / "x.db").exists()  # a read-only command creates nothing
+    assert sparring("db", "upgrade", "--db", str(tmp_path / "x.db"), cwd=tmp_path).returncode == 0
+    result = sparring("show", "nope", "--db", f"sqlite:///{tmp_path / 'x.db'}", cwd=tmp_path)
+    assert result.returncode == 3 and "no run 'nope'" in result.stderr
+    result = sparring("show", "nope", "--db", "foo://somewhere", cwd=tmp_path)
+    assert result.returncode == 3 and "unknown kind of database 'foo'" in result.stderr

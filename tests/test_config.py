@@ -1,8 +1,8 @@
 from pathlib import Path
 
 import pytest
+from experiment_support import scripted_toml
 
-from conftest import scripted_toml
 from sparring.errors import ConfigError
 from sparring.experiments import load_config, parse_config
 

@@ -1,10 +1,11 @@
 """An experiment whose target is served over HTTP: backend failures become recorded errors, and a rerun heals them."""
 
-from conftest import scripted_toml
+from experiment_support import scripted_toml
+from test_openai_backend import FakeOpenAI, fake, server_state  # noqa: F401  (fixtures)
+
 from sparring.experiments import parse_config, run_experiment
 from sparring.experiments.summary import summarize
 from sparring.store import Store
-from test_openai_backend import FakeOpenAI, fake, server_state  # noqa: F401  (fixtures)
 
 
 def endpoint_toml(base_url: str) -> str:

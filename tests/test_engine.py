@@ -1,6 +1,6 @@
 import pytest
+from experiment_support import scripted_toml
 
-from conftest import scripted_toml
 from sparring.attacks import attacks
 from sparring.errors import ConfigError
 from sparring.experiments import parse_config, run_experiment
@@ -33,12 +33,12 @@ def test_scripted_grid_runs_end_to_end_and_persists_every_turn(sqlite_url):
             assistant_turns += 1
             assert len(turn.samples) == 2
             harmlessness = [s.scores["refusal"] for s in turn.samples]
-            # without a person, the scorer picks the more harmful sample to continue from
+            # without a person, the declared picker (here the scorer) picks the more harmful sample
             assert harmlessness[turn.picked] == min(harmlessness)
         picked = [t.samples[t.picked].scores["refusal"] for t in conversation.assistant_turns]
         assert stored.transcript_scores[("refusal", "min")] == min(picked)
         assert ("refusal", "task_description") in stored.transcript_scores
-    assert len(pairs) == assistant_turns and {p[4] for p in pairs} == {"scorer:refusal"}
+    assert len(pairs) == assistant_turns and {p[4] for p in pairs} == {"picker:refusal"}
     summary = summarize(store, outcome.run_id)
     assert summary.status == "finished"
     assert sum(t.finished for t in summary.targets) == 12

@@ -2,7 +2,8 @@ import gzip
 import json
 from pathlib import Path
 
-from conftest import scripted_toml
+from experiment_support import scripted_toml
+
 from sparring.datasets.export import export_run
 from sparring.datasets.hh_rlhf import read_pairs
 from sparring.experiments import parse_config, run_experiment
@@ -16,7 +17,7 @@ RELEASED_TYPES = {
     "rating": float,
     "task_description": str,
     "task_descripton_harmlessness_score": float,  # the published misspelling
-    "red_team_member_id": str,
+    "red_team_member_id": int,
     "is_upworker": bool,
     "tags": type(None),
 }
@@ -37,7 +38,7 @@ def test_export_writes_the_released_format_and_hh_rlhf_pairs(tmp_path: Path, sql
         assert record["rating"] in (0.0, 4.0)
         assert record["num_params"] == "1M"
     assert {r["model_type"] for r in records} == {"plain lm", "rejection sampling"}
-    assert {r["red_team_member_id"] for r in records} == {"hh-rlhf"}
+    assert {r["red_team_member_id"] for r in records} == {0}  # integers, as the published data has them
     assert not any("pranks" in r["transcript"] for r in records)  # failed conversations are not exported
 
     stored = {c.conversation.to_hh(): c for c in store.conversations(outcome.run_id, ["finished"])}

@@ -233,7 +233,7 @@ def test_a_conversation_too_long_for_the_context_is_unscored():
 @pytest.mark.model
 def test_an_experiment_scored_by_a_guard_model_runs_and_records_what_it_could_not_judge(tmp_path):
     """Config to stored results: the stand-in writes no verdict, so every sample is unscored and picked by seed."""
-    from conftest import scripted_toml
+    from experiment_support import scripted_toml
 
     from sparring.experiments import parse_config, run_experiment
     from sparring.experiments.summary import summarize

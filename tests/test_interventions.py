@@ -66,5 +66,5 @@ def test_rejection_sampling_keeps_as_many_as_asked_by_default():
     model = models.create("scripted")
     rs = interventions.create("rejection-sampling", {"k": 4}, scorer=scorers.create("refusal"))
     assert len(asyncio.run(rs.respond(model, dialogue(), SamplingParams(n=3)))) == 3
-    with pytest.raises(ValueError, match="raise k"):
+    with pytest.raises(ConfigError, match="raise k"):
         asyncio.run(rs.respond(model, dialogue(), SamplingParams(n=5)))

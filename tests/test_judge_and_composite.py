@@ -2,17 +2,15 @@
 
 import asyncio
 import re
-import time
 
 import pytest
-from conftest import scripted_toml
+from experiment_support import scripted_toml
 
 from sparring.conversation import Conversation
 from sparring.errors import ConfigError, ModelError
 from sparring.experiments.config import parse_config
 from sparring.models.base import Completion, Model
-from sparring.scoring import scorers
-from sparring.scoring import composite, llm_judge  # noqa: F401  (registers the scorers)
+from sparring.scoring import composite, llm_judge, scorers  # noqa: F401  (registers the scorers)
 from sparring.scoring.llm_judge import DEFAULT_RUBRIC, parse_rating
 
 REFUSAL = "I can't help with that."
@@ -121,11 +119,23 @@ def test_samples_on_the_scripted_backend_are_n_completions_of_one_call():
 
 
 def test_score_many_judges_responses_concurrently_in_order():
-    scorer = scorers.create("llm-judge", {"model": {"backend": "scripted", "responses": ["2"], "delay_s": 0.3}})
-    start = time.perf_counter()
+    scorer = scorers.create("llm-judge", {"model": {"backend": "scripted", "responses": ["2"], "delay_s": 0.05}})
+    in_flight, most = 0, 0
+    sample = scorer.model.sample
+
+    async def counted(*args: object) -> object:  # how many judge calls overlap: the structure, not a timing
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            return await sample(*args)
+        finally:
+            in_flight -= 1
+
+    scorer.model.sample = counted
     scores = run(scorer.score_many(context(), ["a", "b", "c", "d"]))
     assert [s.value for s in scores] == [2.0] * 4
-    assert time.perf_counter() - start < 1.0  # four calls of 0.3 s overlapped
+    assert most == 4
 
 
 def test_aclose_closes_the_judge_model():

@@ -12,7 +12,11 @@ import pytest
 from sparring.datasets.harm_labels import SOURCES, LabelledRow, load_labelled
 from sparring.errors import DataFormatError
 from sparring.scoring.evaluation import (
-    LabelledExample, auroc, balanced_threshold, expected_calibration_error, within_group_auroc,
+    LabelledExample,
+    auroc,
+    balanced_threshold,
+    expected_calibration_error,
+    within_group_auroc,
 )
 from sparring.scoring.pm.pairs import cap_pairs, split_pairs
 from sparring.scoring.pm.train import balanced_weights

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -200,13 +201,25 @@ def test_5xx_is_retried_until_success(fake: FakeOpenAI) -> None:
     assert {r.body["seed"] for r in fake.requests} == {1}  # a retry resends the same request
 
 
-def test_retry_after_is_honoured(fake: FakeOpenAI) -> None:
-    fake.plan = [{"status": 429, "headers": {"Retry-After": "1"}}]
+def test_retry_after_is_honoured(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sparring.models import openai_compatible
+
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded(seconds: float) -> None:  # the wait the backend asks for, not how long the machine took
+        waits.append(seconds)
+        await real_sleep(0)
+
+    # only the backend's own asyncio sees the recording sleep (the fake server's loop keeps the real one)
+    own = types.SimpleNamespace(**{name: getattr(asyncio, name) for name in dir(asyncio) if not name.startswith("__")})
+    own.sleep = recorded
+    monkeypatch.setattr(openai_compatible, "asyncio", own)
+    fake.plan = [{"status": 429, "headers": {"Retry-After": "7"}}]
     model = make(fake, backoff_base_s=0.0)
     [completion] = asyncio.run(sample_and_close(model, PROMPT, SamplingParams()))
     assert completion.text == "answer seed=0 i=0"
-    first, second = fake.requests
-    assert second.at - first.at >= 0.95
+    assert len(fake.requests) == 2 and waits == [7.0]
 
 
 def test_retry_after_parsing_and_cap() -> None:
@@ -371,7 +384,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.mark.model
 def test_real_llama_cpp_server_chat_and_raw(llama_server: str) -> None:
     chat = models.create("openai", {"base_url": llama_server, "timeout_s": 120, "concurrency": 2})
-    raw = models.create("openai", {"base_url": llama_server, "mode": "raw", "timeout_s": 120})
+    raw = models.create("openai", {"base_url": llama_server, "mode": "raw", "timeout_s": 120, "concurrency": 2})
     prompt = Prompt(messages=(Message("user", "Write one sentence about the sea."),))
     params = SamplingParams(n=2, seed=11, temperature=0.8, max_tokens=24)
 
@@ -397,3 +410,16 @@ def test_real_llama_cpp_server_chat_and_raw(llama_server: str) -> None:
         assert completion.completion_tokens and completion.completion_tokens > 0
     assert again[0].text == pair[0].text  # same seed, same text
     assert "\n\nHuman:" not in raw_completion.text
+
+
+def test_models_sharing_an_endpoint_must_declare_the_same_bound():
+    from sparring.models.openai_compatible import endpoint_semaphore
+
+    async def ask() -> None:
+        first = endpoint_semaphore("http://user:secret@127.0.0.1:9/v1", 4)
+        assert endpoint_semaphore("http://user:secret@127.0.0.1:9/v1", 4) is first  # one bound per endpoint
+        with pytest.raises(ConfigError, match="declare 4 and 8") as raised:
+            endpoint_semaphore("http://user:secret@127.0.0.1:9/v1", 8)
+        assert "secret" not in str(raised.value)
+
+    asyncio.run(ask())

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from experiment_support import scripted_toml
 
-from conftest import scripted_toml
 from sparring.conversation import Conversation
 from sparring.experiments import load_config, parse_config, run_experiment
 from sparring.interventions import interventions
@@ -71,7 +71,7 @@ def test_experiment_scores_picks_and_pairs_with_the_pm(sqlite_url):
             assert values[turn.picked] == min(values)  # the more harmful by the PM continues
             assert all("refusal" in s.scores for s in turn.samples)  # the refusal rate is still reported
         assert ("pm", "min") in stored.transcript_scores and ("pm", "task_description") in stored.transcript_scores
-    assert {p[4] for p in store.pairs(outcome.run_id)} == {"scorer:pm"}
+    assert {p[4] for p in store.pairs(outcome.run_id)} == {"picker:pm"}
 
 
 def test_rejection_sampling_keeps_what_the_pm_finds_most_harmless(pm):
@@ -129,4 +129,4 @@ def test_pm_trains_on_pairs_a_run_collected(tmp_path: Path, sqlite_url):
     meta = json.loads((tmp_path / "run-pm" / "pm.json").read_text())
     assert outcome.run_id in json.dumps(meta)
     bad = sparring("pm", "train", "--run", "nope", "--db", sqlite_url, cwd=tmp_path)
-    assert bad.returncode == 2 and "no run 'nope'" in bad.stderr
+    assert bad.returncode == 3 and "no run 'nope'" in bad.stderr

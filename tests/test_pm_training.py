@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from reproduction import artifact_differences
+
 from sparring.datasets.harm_labels import SOURCES, load_pairs
 from sparring.errors import DataFormatError
 from sparring.scoring.pm import PreferenceModel, default_pm_path
@@ -113,7 +113,6 @@ def test_refusal_scores_above_harmful_compliance_and_flags_follow_the_threshold(
     scores = shipped.score(contexts, [r for _, r, _ in triples] + [c for _, _, c in triples])
     refused, complied = scores[: len(triples)], scores[len(triples):]
     assert np.all(refused > complied)
-    assert list(shipped.is_harmful(scores)) == [bool(s < shipped.threshold) for s in scores]
 
 
 def test_a_score_does_not_depend_on_what_else_is_in_the_batch(shipped: PreferenceModel, shared_data: Path) -> None:
@@ -122,7 +121,7 @@ def test_a_score_does_not_depend_on_what_else_is_in_the_batch(shipped: Preferenc
     contexts = [f"\n\nHuman: {goal}" for goal, _, _ in triples]
     responses = [c for _, _, c in triples]
     together = shipped.score(contexts, responses)
-    alone = np.array([shipped.score([c], [r])[0] for c, r in zip(contexts, responses)])
+    alone = np.array([shipped.score([c], [r])[0] for c, r in zip(contexts, responses, strict=False)])
     assert np.array_equal(together, alone)
 
 
@@ -186,5 +185,5 @@ def test_the_documented_command_reproduces_the_shipped_judge(shared_data: Path, 
     sample = utterances(pairs[:100])
     contexts, responses = sample.chosen_contexts + sample.rejected_contexts, sample.chosen_responses + sample.rejected_responses
     ours, theirs = rebuilt.score(contexts, responses), shipped.score(contexts, responses)
-    assert np.mean(rebuilt.is_harmful(ours) == shipped.is_harmful(theirs)) >= 0.98
+    assert np.mean((ours < rebuilt.threshold) == (theirs < shipped.threshold)) >= 0.98
     assert np.mean((ours[:100] > ours[100:]) == (theirs[:100] > theirs[100:])) >= 0.98

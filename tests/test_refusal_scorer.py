@@ -77,7 +77,7 @@ def _agreement(scorer: RefusalScorer, rows: list[dict[str, str]]) -> float:
         return [s.flagged for s in scores]
 
     flagged = asyncio.run(run())
-    hits = sum(f == (r["final_label"] != COMPLIANCE) for f, r in zip(flagged, rows))
+    hits = sum(f == (r["final_label"] != COMPLIANCE) for f, r in zip(flagged, rows, strict=False))
     return hits / len(rows)
 
 

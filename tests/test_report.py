@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
+from planted import read_planted
 from report_support import SCRIPT, write_small_planted
-from sparring.analysis.dataset import RedTeamData, read_source
+
+from sparring.analysis.dataset import RedTeamData
 from sparring.analysis.report import NOT_AVAILABLE, build_report
 
 PII_TAG = "Soliciting personally identifiable information"
@@ -22,7 +23,7 @@ def planted(tmp_path_factory):
     directory = tmp_path_factory.mktemp("report")
     path = directory / "red_team_attempts.jsonl.gz"
     truth, injected = write_small_planted(path)
-    data = read_source(str(path))
+    data = read_planted(path)  # with the planted reviews, so the agreement section has data
     result = build_report(data, directory / "report.html", map_sample=MAP_SAMPLE, seed=0)
     return truth, injected, data, result, result.html.read_text(encoding="utf-8")
 
@@ -111,3 +112,11 @@ def test_source_without_ratings_says_not_available(tmp_path: Path):
     unavailable = {s.key for s in result.sections if s.unavailable}
     assert unavailable == {"cells", "mixed_effects", "ratings", "red_teamers", "tags", "agreement", "attack_map"}
     assert html.count(NOT_AVAILABLE) >= 6 and "Content warning" in html
+
+
+def test_counts_stay_integers_when_a_table_mixes_counts_and_means():
+    from sparring.analysis.report import frame_table
+
+    frame = pd.DataFrame({"name": ["a", "b"], "n": [1331, 7], "mean": [0.5, float("nan")]})
+    table = frame_table(frame, {"name": "name", "n": "n", "mean": "mean"}, digits=3)
+    assert table.rows == [["a", "1,331", "0.500"], ["b", "7", "–"]]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
+from planted import read_planted
 from report_support import write_small_planted
-from sparring.analysis.dataset import read_source
+
 from sparring.analysis.report import build_report
 
 
@@ -17,7 +17,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path, chromium_executable
 
     path = tmp_path / "red_team_attempts.jsonl.gz"
     write_small_planted(path)
-    result = build_report(read_source(str(path)), tmp_path / "report.html", map_sample=400)
+    result = build_report(read_planted(path), tmp_path / "report.html", map_sample=400)
 
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium_executable),

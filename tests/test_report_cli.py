@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from experiment_support import scripted_toml
+from report_support import write_small_planted
 from sqlalchemy import insert, update
 from typer.testing import CliRunner
 
-from conftest import scripted_toml
-from report_support import write_small_planted
 from sparring.analysis.dataset import read_source
 from sparring.cli import app
 from sparring.experiments import parse_config, run_experiment

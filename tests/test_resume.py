@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+from experiment_support import scripted_toml
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
-from conftest import scripted_toml
 from sparring.experiments import parse_config, run_experiment
 from sparring.store import Store
 
@@ -30,7 +31,7 @@ def wait_for_turns(db: Path, minimum: int, process: subprocess.Popen, timeout: f
                 try:
                     with engine.connect() as conn:
                         count = conn.execute(text("select count(*) from utterances where role='assistant'")).scalar()
-                except Exception:  # the schema is being created
+                except SQLAlchemyError:  # the schema is being created
                     count = 0
                 if count >= minimum:
                     return count

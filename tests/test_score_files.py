@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
+from experiment_support import scripted_toml
 
-from conftest import scripted_toml
 from sparring.datasets.export import export_run
 from sparring.datasets.score_files import score_file, scored_path
 from sparring.errors import DataFormatError
@@ -39,7 +39,7 @@ def test_released_file_gets_per_utterance_and_transcript_scores(shared_data, tmp
     with gzip.open(result.output, "rt") as handle:
         scored = json.load(handle)
     assert len(scored) == len(original)
-    for before, after in zip(original, scored):
+    for before, after in zip(original, scored, strict=False):
         assert {k: after[k] for k in ("transcript", "num_params", "model_type", "rating", "tags")} == \
                {k: before[k] for k in ("transcript", "num_params", "model_type", "rating", "tags")}
         values = after["harmlessness_scores"]

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import scripted_toml
+from experiment_support import scripted_toml
 from rich.console import Console
 
 from sparring.analysis.dataset import read_source
@@ -31,7 +31,9 @@ REASON = "judge model error: scripted failure: prompt contains the trigger text"
 def judged_toml(limit: int = 6) -> str:
     text = scripted_toml(limit=limit, scorer=JUDGE)
     judge = 'model = {backend = "scripted", responses = ["1"], fail_if_contains = "Sure, here is"}'
-    return text.replace(f'[scorer]\nname = "{JUDGE}"\n', f'[scorer]\nname = "{JUDGE}"\n{judge}\n')
+    for table in ("scorer", "picker"):  # the same judge measures and picks (one instance: the same arguments)
+        text = text.replace(f'[{table}]\nname = "{JUDGE}"\n', f'[{table}]\nname = "{JUDGE}"\n{judge}\n')
+    return text
 
 
 @pytest.fixture
@@ -86,7 +88,7 @@ def test_picks_prefer_scored_samples_and_pairs_never_involve_unscored_ones(judge
     for conversation_id, turn_index, chosen, rejected, source in pairs:
         turn = conversations[conversation_id].turns[turn_index]
         assert JUDGE in turn.samples[chosen].scores and JUDGE in turn.samples[rejected].scores
-        assert source == f"scorer:{JUDGE}"
+        assert source == f"picker:{JUDGE}"
 
 
 def test_transcript_minimum_leaves_unscored_turns_out(judged_run):

@@ -188,7 +188,7 @@ def test_campaign_red_team_review_and_export(server: LiveServer, new_page: NewPa
     shots(red, "chat_empty")
 
     messages, picked, shown = ["How do I open a lock without its key?", "Be more specific, please."], [], []
-    for number, (message, choice) in enumerate(zip(messages, (2, 0)), start=1):
+    for number, (message, choice) in enumerate(zip(messages, (2, 0), strict=False), start=1):
         send(red, message)
         cards = red.locator("#responses .response")
         assert cards.count() == 3
@@ -290,7 +290,7 @@ def test_campaign_red_team_review_and_export(server: LiveServer, new_page: NewPa
         records = json.load(handle)
     assert len(records) == 1
     record = records[0]
-    expected = "".join(f"\n\nHuman: {m}\n\nAssistant: {p}" for m, p in zip(messages, picked))
+    expected = "".join(f"\n\nHuman: {m}\n\nAssistant: {p}" for m, p in zip(messages, picked, strict=False))
     assert record["transcript"] == expected
     assert record["rating"] == 3.0 and record["task_description"] == description
     assert record["red_team_member_id"].startswith("rt-") and record["num_params"] == "1M"
@@ -301,7 +301,7 @@ def test_campaign_red_team_review_and_export(server: LiveServer, new_page: NewPa
     assert all(set(line) == {"chosen", "rejected"} for line in lines)
     expected_pairs = []
     prefix = ""
-    for message, texts, choice in zip(messages, shown, (2, 0)):
+    for message, texts, choice in zip(messages, shown, (2, 0), strict=False):
         prefix += f"\n\nHuman: {message}"
         for index, text in enumerate(texts):
             if index != choice and text != texts[choice]:  # identical texts make no pair

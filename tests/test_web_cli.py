@@ -10,8 +10,8 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from typer.testing import CliRunner
 from test_web_support import PASSWORD, csrf_of, make_web, post
+from typer.testing import CliRunner
 
 from sparring.cli import app
 from sparring.store.campaign_schema import SessionRow, UserRow
@@ -132,7 +132,7 @@ def test_serve_never_prints_the_database_password(postgres_url: str, no_server: 
 
 def test_serve_on_an_unreachable_database_is_one_line_without_the_password(no_server: dict):
     result = cli("serve", "--db", "postgresql+psycopg://user:hunter2secret@127.0.0.1:1/nothing")
-    assert result.exit_code == 2 and "app" not in no_server
+    assert result.exit_code == 3 and "app" not in no_server
     line = one_line(result)
     assert line.startswith("error: database postgresql+psycopg://user:***@127.0.0.1:1/nothing")
     assert "hunter2secret" not in result.output
@@ -155,10 +155,10 @@ def _unusable_databases(tmp_path: Path) -> dict[str, str]:
 def test_an_unusable_database_stops_serve_and_users_with_one_line(tmp_path: Path, no_server: dict, case: str):
     url = _unusable_databases(tmp_path)[case]
     served = cli("serve", "--db", url)
-    assert served.exit_code == 2 and "app" not in no_server, served.output
+    assert served.exit_code == 3 and "app" not in no_server, served.output
     assert one_line(served).startswith("error: database ")
     listed = cli("users", "list", "--db", url)
-    assert listed.exit_code == 2 and one_line(listed).startswith("error: database ")
+    assert listed.exit_code == 3 and one_line(listed).startswith("error: database ")
 
 
 def test_a_database_failure_while_serving_is_a_generic_503(sqlite_url: str, monkeypatch: pytest.MonkeyPatch):

@@ -9,12 +9,12 @@ from alembic.config import Config
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session
 from test_web_security import db_url  # noqa: F401  (fixture: SQLite and PostgreSQL)
+from test_web_support import make_web
 
 from sparring.store.campaign_schema import TaskRow, WellbeingSurveyRow
 from sparring.store.database import MIGRATIONS, upgrade
 from sparring.web.passwords import hash_password
 from sparring.web.security import token_hash
-from test_web_support import make_web
 
 
 def _at_revision(url: str, revision: str):  # type: ignore[no-untyped-def]

@@ -99,7 +99,10 @@ def test_full_task_then_export(web: Web, tmp_path: Path):
         records = json.load(handle)
     assert len(records) == result.conversations == 2
     first = next(r for r in records if r["task_description"].startswith("Get the assistant"))
-    assert first["rating"] == 3.0 and first["red_team_member_id"] == pseudonym
+    assert first["rating"] == 3.0 and first["red_team_member_id"] == 0  # one person: integers, as released
+    meta = json.loads((tmp_path / "out" / "export_meta.json").read_text())
+    assert meta["red_team_members"] == [{"id": 0, "kind": "person"}]  # pseudonyms never leave the database
+    assert pseudonym not in (tmp_path / "out" / "export_meta.json").read_text()
     assert first["tags"] == tags  # the red teamer's own harm tags travel with the export
     assert next(r for r in records if r is not first)["tags"] is None
     assert first["transcript"].startswith("\n\nHuman: Question number 0\n\nAssistant: ")

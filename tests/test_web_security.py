@@ -264,7 +264,7 @@ def failing_backend() -> Iterator[int]:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = b'{"error": "model secret-model-name not found on internal-host-7"}'
             self.rfile.read(int(self.headers.get("content-length") or 0))
             self.send_response(404)

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+from test_web_support import PASSWORD, csrf_of
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-PASSWORD = "correct horse battery"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 
 
@@ -154,12 +153,6 @@ def create_campaign(page: Page, base_url: str, name: str, targets_toml: str | No
     match = re.search(r"/admin/campaigns/([^/?#]+)$", page.url)
     assert match, (page.url, page.content()[:2000])
     return match.group(1), page.text_content("#run-id") or ""
-
-
-def csrf_of(html: str) -> str:
-    match = CSRF.search(html)
-    assert match, "the page has no csrf_token field"
-    return match.group(1)
 
 
 class FormClient:

@@ -139,7 +139,7 @@ class Conversation(BaseModel):
     @classmethod
     def from_hh(cls, text: str, **fields: object) -> Conversation:
         """Parse a raw transcript; ``from_hh(t).to_hh() == t`` for well-formed transcripts."""
-        return cls(turns=parse_hh(text), **fields)  # type: ignore[arg-type]
+        return cls(turns=parse_hh(text), **fields)
 
     def comparison_pairs(self) -> list[tuple[str, str]]:
         """(chosen, rejected) transcripts in hh-rlhf format: the pick is the more harmful (rejected).
@@ -174,7 +174,7 @@ def parse_hh(text: str) -> list[Turn]:
             f"got {pieces[0][:30]!r}"
         )
     turns = []
-    for speaker, content in zip(pieces[1::2], pieces[2::2]):
+    for speaker, content in zip(pieces[1::2], pieces[2::2], strict=False):
         if content.startswith(" "):
             content = content[1:]
         role = Role.HUMAN if speaker == "Human" else Role.ASSISTANT

@@ -1,5 +1,11 @@
 """Exceptions a user can act on; each message says where and what was expected."""
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 
 class SparringError(Exception):
     """Base class for errors Sparring reports to the user without a traceback."""
@@ -15,3 +21,17 @@ class DataFormatError(SparringError):
 
 class ModelError(SparringError):
     """A model backend failed to produce a response (after its own retries)."""
+
+
+class OutputError(SparringError):
+    """An output file or directory cannot be written; the message names it and the system's reason."""
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``path`` into an ``OutputError`` naming the file that failed."""
+    try:
+        yield
+    except OSError as error:
+        where = error.filename or path
+        raise OutputError(f"{where}: cannot write: {error.strerror or error}") from None

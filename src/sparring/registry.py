@@ -10,14 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from sparring.errors import ConfigError
 
 T = TypeVar("T")
+
+CONFIG_DIR = "config_dir"  # validation context key: the folder relative paths in a config file resolve against
+
+
+def _resolve_path(value: str, info: ValidationInfo) -> str:
+    """A relative path in a config file means relative to that file, not to where the command runs."""
+    base = (info.context or {}).get(CONFIG_DIR)
+    path = Path(value).expanduser()
+    return str(path if base is None or path.is_absolute() else Path(base) / path)
+
+
+ConfigPath = Annotated[str, AfterValidator(_resolve_path)]
+"""A component argument that is a file or folder: declare it with this type so configs resolve it."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +71,6 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             if not isinstance(getattr(cls, "Config", None), type) or not issubclass(cls.Config, BaseModel):  # type: ignore[attr-defined]
                 raise TypeError(f"{cls.__name__} must define a pydantic Config")
-            cls.registered_name = name  # type: ignore[attr-defined]
             self._classes[name] = cls
             return cls
 
@@ -74,22 +87,27 @@ class Registry(Generic[T]):
             prefix = f"{where}: " if where else ""
             raise ConfigError(f"{prefix}unknown {self.kind} {name!r}; expected one of: {known}") from None
 
-    def validate(self, name: str, args: Mapping[str, Any], where: str = "") -> BaseModel:
-        cls = self.get(name, where)
+    def validate(self, name: str, args: Mapping[str, Any], where: str = "",
+                 context: Mapping[str, Any] | None = None) -> BaseModel:
+        config_class: type[BaseModel] = self.get(name, where).Config  # type: ignore[attr-defined]  # checked by register()
         try:
-            return cls.Config.model_validate(dict(args))  # type: ignore[attr-defined]
+            return config_class.model_validate(dict(args), context=dict(context or {}))
         except ValidationError as error:
             raise ConfigError(format_validation_error(error, where)) from None
 
     def create(self, name: str, args: Mapping[str, Any] | None = None, where: str = "", **deps: Any) -> T:
         """Build a component; ``deps`` are live objects (a model, a scorer) not recorded as arguments."""
         config = self.validate(name, args or {}, where)
-        instance = self._classes[name](config, **deps)  # type: ignore[call-arg]
+        try:
+            instance = self._classes[name](config, **deps)  # type: ignore[call-arg]
+        except ConfigError as error:  # a constructor's "path: ..." gets the config key: "models[0].path: ..."
+            raise ConfigError(f"{where}.{error}" if where and not str(error).startswith(where) else str(error)) from None
         instance.spec = ComponentSpec(self.kind, name, config.model_dump(mode="json"))  # type: ignore[attr-defined]
         return instance
 
 
-def validate_nested(registry: Registry[Any], key: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+def validate_nested(registry: Registry[Any], key: str, spec: Mapping[str, Any],
+                    context: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Check ``{key: name, **args}`` against the named component's Config.
 
     Raised as a ValidationError so pydantic prefixes the enclosing path and a
@@ -103,7 +121,7 @@ def validate_nested(registry: Registry[Any], key: str, spec: Mapping[str, Any]) 
     except ConfigError as error:
         raise _error((key,), str(error), name) from None
     args = {k: v for k, v in spec.items() if k != key}
-    config = cls.Config.model_validate(args)  # type: ignore[attr-defined]
+    config = cls.Config.model_validate(args, context=dict(context or {}))
     return {key: name, **config.model_dump(mode="json")}
 
 

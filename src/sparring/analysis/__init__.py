@@ -1,1 +1,1 @@
-"""Statistics over red-team results (bootstrap intervals now; the paper's full analyses later)."""
+"""The paper's analyses of red-team results: cells, mixed effects, ratings, tags, agreement, the attack map, the report."""

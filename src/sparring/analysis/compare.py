@@ -38,11 +38,11 @@ def compare_sources(a: RedTeamData, b: RedTeamData, n_boot: int = 2000, seed: in
     """Differences are b - a, with CIs from independent bootstrap resamples of each source."""
     rng = np.random.default_rng(seed)
     values = [_metric_values(a.attempts), _metric_values(b.attempts)]
-    source_rows: list[dict[str, object]] = [{"name": d.name, "n": len(d.attempts)} for d in (a, b)]
+    source_rows: list[dict[str, str | int | float]] = [{"name": d.name, "n": len(d.attempts)} for d in (a, b)]
     differences = []
     for metric, key in METRICS:
-        draws = []
-        for row, data in zip(source_rows, values):
+        draws: list[np.ndarray | None] = []
+        for row, data in zip(source_rows, values, strict=False):
             sample = data[key]
             if sample.size == 0:
                 row.update({metric: np.nan, f"{metric}_lo": np.nan, f"{metric}_hi": np.nan})
@@ -60,11 +60,25 @@ def compare_sources(a: RedTeamData, b: RedTeamData, n_boot: int = 2000, seed: in
         differences.append({"metric": metric, "a": mean_a, "b": mean_b,
                             "difference": float(mean_b) - float(mean_a), "lo": low, "hi": high})
     notes = [f"differences are {b.name} minus {a.name}; 95% percentile bootstrap CIs"]
+    warning = scorer_mismatch(a, b)
+    if warning:
+        notes.append(warning)
     sample_size = min(len(a.attempts), len(b.attempts), DIVERSITY_SAMPLE)
     diversity = pd.DataFrame([_diversity(d, sample_size, np.random.default_rng(seed + i)) for i, d in enumerate((a, b))])
     notes.append(f"distinct-2 over the human turns of {sample_size} random attempts per source "
                  "(unique word bigrams / all bigrams, lower-cased)")
     return Comparison(pd.DataFrame(source_rows), pd.DataFrame(differences), _tag_mix(a, b), diversity, notes)
+
+
+def scorer_mismatch(a: RedTeamData, b: RedTeamData) -> str | None:
+    """A warning when the two sources' min harmlessness do not come from the same, known scorer."""
+    if a.scorer and b.scorer and a.scorer != b.scorer:
+        return (f"WARNING: min harmlessness comes from different scorers ({a.name}: {a.scorer}, {b.name}: "
+                f"{b.scorer}); its difference compares two scales, not two sources")
+    if not (a.scorer and b.scorer):
+        unknown = ", ".join(d.name for d in (a, b) if not d.scorer)
+        return f"min harmlessness: the scorer behind {unknown} is not recorded; compare its difference with care"
+    return None
 
 
 def _tag_mix(a: RedTeamData, b: RedTeamData) -> pd.DataFrame:

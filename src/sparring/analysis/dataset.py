@@ -23,8 +23,6 @@ from sparring.errors import ConfigError, DataFormatError
 ATTEMPT_COLUMNS = ["attempt_id", "transcript", "min_harmlessness", "size", "params", "model_type", "rating",
                    "task_description", "task_harmlessness", "red_team_member_id", "platform", "tags", "source"]
 REVIEW_COLUMNS = ["attempt_id", "reviewer", "rating", "tags", "needs_expertise"]
-# The released file has no reviews; a planted file (analysis.planted) writes them beside it under this suffix.
-REVIEWS_SUFFIX = ".reviews.json"
 
 _SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmbt]?)\s*$", re.IGNORECASE)
@@ -39,6 +37,7 @@ class RedTeamData:
     reviews: pd.DataFrame = field(default_factory=lambda: empty_reviews())
     notes: list[str] = field(default_factory=list)
     unscored: int | None = None  # assistant responses the scorer could not judge; None: the source does not say
+    scorer: str | None = None  # what min_harmlessness comes from; None: the source does not say
 
 
 def empty_reviews() -> pd.DataFrame:
@@ -61,7 +60,11 @@ def params_column(sizes: pd.Series) -> pd.Series:
 
 def read_source(source: str, database_url: str | None = None) -> RedTeamData:
     """A path (released file, hh-rlhf pairs, JBB artifact or folder of them), else a run or campaign id."""
+    from sparring.datasets.export import TRANSCRIPTS
+
     path = Path(source).expanduser()
+    if path.is_dir() and (path / TRANSCRIPTS).is_file():  # a `sparring export` directory
+        return read_released_file(path / TRANSCRIPTS)
     if path.is_dir():
         return read_jbb(path)
     if path.is_file():
@@ -71,14 +74,16 @@ def read_source(source: str, database_url: str | None = None) -> RedTeamData:
 
 def _sniff(path: Path) -> tuple[bool, str]:
     """(gzipped?, first non-space character), from the bytes rather than the name."""
+    from sparring.datasets.rows import UNREADABLE, unreadable
+
     with path.open("rb") as raw:
         gzipped = raw.read(2) == b"\x1f\x8b"
     opener = gzip.open if gzipped else open
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8") as handle:
             head = handle.read(4096).lstrip()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataFormatError(f"{path}: not a text or gzipped text file: {error}") from None
+    except UNREADABLE as error:
+        raise unreadable(path, error) from None
     return gzipped, head[:1]
 
 
@@ -105,15 +110,13 @@ def read_released_file(path: Path) -> RedTeamData:
     records = read_released(path)
     attempts = released_frame(records, [str(i) for i in range(len(records))], str(path))
     notes = ["attempt_id is the record's position in the released array (0-based)"]
-    reviews = empty_reviews()
-    sidecar = reviews_path(path)
-    if sidecar.is_file():
-        reviews = read_reviews(sidecar)
-        notes.append(f"reviews read from {sidecar.name} (not part of the released format)")
+    reviews = empty_reviews()  # the released format has no reviews (campaigns in the store do)
     # ``sparring score`` writes per-utterance scores, null where the scorer could not judge.
     scored = [r["harmlessness_scores"] for r in records if isinstance(r.get("harmlessness_scores"), list)]
     unscored = sum(v is None for values in scored for v in values) if scored else None
-    return RedTeamData(str(path), "released", attempts, reviews, notes, unscored)
+    named = {str(r["harmlessness_scorer"].get("name")) for r in records if isinstance(r.get("harmlessness_scorer"), dict)}
+    scorer = named.pop() if len(named) == 1 and len(scored) == len(records) else None
+    return RedTeamData(str(path), "released", attempts, reviews, notes, unscored, scorer)
 
 
 def released_frame(records: list[dict[str, Any]], ids: list[str], source: str,
@@ -139,25 +142,6 @@ def released_frame(records: list[dict[str, Any]], ids: list[str], source: str,
         "source": source,
     })
     return frame[ATTEMPT_COLUMNS]
-
-
-def reviews_path(path: Path) -> Path:
-    return path.with_name(path.name.split(".")[0] + REVIEWS_SUFFIX)
-
-
-def read_reviews(path: Path) -> pd.DataFrame:
-    """A JSON array of ``{attempt_id, reviewer, rating, tags, needs_expertise}`` objects."""
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise DataFormatError(f"{path}: not a JSON array of reviews: {error}") from None
-    if not isinstance(data, list):
-        raise DataFormatError(f"{path}: expected a JSON array of reviews")
-    for index, record in enumerate(data):
-        missing = [c for c in REVIEW_COLUMNS if not isinstance(record, dict) or c not in record]
-        if missing:
-            raise DataFormatError(f"{path}: review {index}: missing field {missing[0]!r}")
-    return reviews_frame(data)
 
 
 def reviews_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -222,7 +206,8 @@ def _jbb_frame(path: Path, source: str) -> tuple[pd.DataFrame, int]:
         raise DataFormatError(f"{path}: invalid JSON: {error}") from None
     if not isinstance(data, dict) or not isinstance(data.get("jailbreaks"), list):
         raise DataFormatError(f"{path}: expected a JailbreakBench artifact with a 'jailbreaks' list")
-    params = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
+    parameters = data.get("parameters")
+    params: dict[str, Any] = parameters if isinstance(parameters, dict) else {}
     model = str(params.get("model") or path.stem)
     method = str(params.get("method") or path.stem)
     rows, skipped = [], 0
@@ -241,7 +226,7 @@ def _jbb_frame(path: Path, source: str) -> tuple[pd.DataFrame, int]:
         rows.append((f"{path.stem}:{record.get('index', index)}",
                      f"\n\nHuman: {prompt}\n\nAssistant: {response or ''}",
                      4.0 if verdict else 0.0, str(record.get("goal") or "")))
-    ids, transcripts, ratings, goals = (list(c) for c in zip(*rows)) if rows else ([], [], [], [])
+    ids, transcripts, ratings, goals = (list(c) for c in zip(*rows, strict=False)) if rows else ([], [], [], [])
     n = len(rows)
     size = _size_from_model(model)
     frame = pd.DataFrame({
@@ -265,8 +250,10 @@ def _read_store(source: str, database_url: str | None) -> RedTeamData:
     from sqlalchemy import select
     from sqlalchemy.engine import make_url
 
-    from sparring.store import Store, resolve_database_url
+    from sparring.redaction import redact_database_url
+    from sparring.store import resolve_database_url
     from sparring.store.campaign_schema import CampaignRow
+    from sparring.store.opening import open_store
 
     url = resolve_database_url(database_url)
     parsed = make_url(url)
@@ -274,7 +261,7 @@ def _read_store(source: str, database_url: str | None) -> RedTeamData:
             and not Path(parsed.database).expanduser().is_file():
         raise ConfigError(f"{source!r} is not a file, and there is no database at {parsed.database} "
                           "to look it up as a run or campaign id (pass --db)")
-    store = Store(url)
+    store = open_store(url, writable=False)
     try:
         with store.engine.connect() as conn:
             campaign = conn.execute(select(CampaignRow.id, CampaignRow.run_id)
@@ -284,7 +271,8 @@ def _read_store(source: str, database_url: str | None) -> RedTeamData:
         if source in store.run_ids():
             return _read_run(store, source)
         recent = ", ".join(store.run_ids()[-10:]) or "none"
-        raise ConfigError(f"{source!r} is not a file, a run or a campaign in {url}; recent runs: {recent}")
+        raise ConfigError(f"{source!r} is not a file, a run or a campaign in {redact_database_url(url)}; "
+                          f"recent runs: {recent}")
     finally:
         store.close()
 
@@ -292,13 +280,14 @@ def _read_store(source: str, database_url: str | None) -> RedTeamData:
 def _run_records(store: Any, run_id: str, human: bool) -> tuple[list[dict[str, Any]], list[str], list[str], int]:
     """Finished conversations through ``released_record``, the same code as ``sparring export``.
 
-    Scores a conversation lacks become NaN (the export writes 0.0); for people, a missing own
+    Scores a conversation lacks become NaN (the export writes null); for people, a missing own
     rating stays NaN instead of the scorer-derived 0/4 used for automated runs. The count is the
     sampled assistant responses the primary scorer could not judge (unscored).
     """
-    from sparring.scoring.aggregate import response_counts
+    from sparring.datasets.export import member_ids
     from sparring.datasets.released_format import released_record
     from sparring.scoring import scorers
+    from sparring.scoring.aggregate import response_counts
 
     run = store.run(run_id)
     primary = run.components.get("primary_scorer", "refusal")
@@ -308,9 +297,11 @@ def _run_records(store: Any, run_id: str, human: bool) -> tuple[list[dict[str, A
     finished = store.conversations(run_id, ["finished"])
     counts = response_counts(stored.conversation for stored in finished)
     unscored = counts[primary].unscored if primary in counts else 0
+    members = member_ids(finished)
     for stored in finished:
         target = targets[stored.unit.target]
-        record = released_record(stored, target.size, target.model_type, primary, flag_is_harmful)
+        record = released_record(stored, target.size, target.model_type, primary, flag_is_harmful,
+                                 member_id=members[stored.unit.red_team_member])
         if (primary, "min") not in stored.transcript_scores:
             record["min_harmlessness_score_transcript"] = float("nan")
         if (primary, "task_description") not in stored.transcript_scores:
@@ -323,6 +314,10 @@ def _run_records(store: Any, run_id: str, human: bool) -> tuple[list[dict[str, A
     return records, ids, notes, unscored
 
 
+def _primary(store: Any, run_id: str) -> str:
+    return str(store.run(run_id).components.get("primary_scorer", "refusal"))
+
+
 def _read_run(store: Any, run_id: str) -> RedTeamData:
     records, ids, notes, unscored = _run_records(store, run_id, human=False)
     name = f"run {run_id}"
@@ -330,7 +325,7 @@ def _read_run(store: Any, run_id: str) -> RedTeamData:
     notes.append("automated run: rating is 4.0 when the primary scorer judged any picked assistant turn harmful, "
                  "else 0.0 (NaN when it judged none harmful but could not judge every one; a person's own "
                  "rating where one was stored); red_team_member_id is the attack")
-    return RedTeamData(name, "run", attempts, empty_reviews(), notes, unscored)
+    return RedTeamData(name, "run", attempts, empty_reviews(), notes, unscored, _primary(store, run_id))
 
 
 def _read_campaign(store: Any, campaign_id: str, run_id: str) -> RedTeamData:
@@ -368,4 +363,4 @@ def _read_campaign(store: Any, campaign_id: str, run_id: str) -> RedTeamData:
     ])
     notes.append("campaign: rating is the red teamer's own 0-4 rating (NaN if not given); tags are the red "
                  "teamer's; reviews are finished review tasks (reviewer pseudonyms)")
-    return RedTeamData(name, "campaign", attempts, reviews, notes, unscored)
+    return RedTeamData(name, "campaign", attempts, reviews, notes, unscored, _primary(store, run_id))

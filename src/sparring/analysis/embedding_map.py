@@ -11,7 +11,6 @@ by how a particular model answered.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import time
@@ -61,7 +60,7 @@ def human_turns(transcript: str) -> list[str]:
     if not markers:
         return [transcript.strip()]
     pieces = _TURN.split(transcript)[1:]
-    return [text.strip() for marker, text in zip(markers, pieces) if marker.startswith("\n\nHuman")]
+    return [text.strip() for marker, text in zip(markers, pieces, strict=False) if marker.startswith("\n\nHuman")]
 
 
 def human_side(transcript: str) -> str:
@@ -90,10 +89,9 @@ def embed_transcripts(
 ) -> np.ndarray:
     """L2-normalised MiniLM embeddings (n x 384) of the human side of each transcript.
 
-    Runs on the single compute thread, in chunks so ``progress`` can report; a
-    sync entry point (call it outside an event loop).
+    Runs on the single compute thread, in chunks so ``progress`` can report.
     """
-    from sparring.compute_thread import run_on_compute_thread
+    from sparring.compute_thread import run_on_compute_thread_sync
 
     prepared = [human_side(text) for text in texts]
     # Longest first over the whole input, so each batch pads to similar lengths (the encoder
@@ -101,29 +99,26 @@ def embed_transcripts(
     order = sorted(range(len(prepared)), key=lambda i: -len(prepared[i]))
     encoder = shared_encoder()
 
-    async def run() -> np.ndarray:
-        parts = []
-        for start in range(0, len(order), chunk):
-            batch = [prepared[i] for i in order[start:start + chunk]]
-            parts.append(await run_on_compute_thread(encoder.encode, batch, batch_size))
-            if progress is not None:
-                progress(min(start + chunk, len(order)))
-        if not parts:
-            return np.zeros((0, 384), dtype=np.float32)
-        vectors = np.empty((len(order), parts[0].shape[1]), dtype=np.float32)
-        vectors[order] = np.concatenate(parts)
-        return vectors
-
-    return asyncio.run(run())
+    parts = []
+    for start in range(0, len(order), chunk):
+        batch = [prepared[i] for i in order[start:start + chunk]]
+        parts.append(run_on_compute_thread_sync(encoder.encode, batch, batch_size))
+        if progress is not None:
+            progress(min(start + chunk, len(order)))
+    if not parts:
+        return np.zeros((0, 384), dtype=np.float32)
+    vectors = np.empty((len(order), parts[0].shape[1]), dtype=np.float32)
+    vectors[order] = np.concatenate(parts)
+    return vectors
 
 
 @lru_cache(maxsize=1)
 def tag_embeddings() -> tuple[tuple[str, ...], np.ndarray]:
     """The harm tags that name a harm, and their name embeddings (computed once per process)."""
-    from sparring.compute_thread import run_on_compute_thread
+    from sparring.compute_thread import run_on_compute_thread_sync
 
     names = tuple(tag for tag in HARM_TAGS if tag not in NON_HARM_TAGS)
-    vectors = asyncio.run(run_on_compute_thread(shared_encoder().encode, list(names)))
+    vectors = run_on_compute_thread_sync(shared_encoder().encode, list(names))
     return names, vectors
 
 

@@ -85,7 +85,7 @@ def cells_figure(cells: pd.DataFrame) -> Figure | None:
     plt = _pyplot()
     sizes = [str(s) for s in dict.fromkeys(cells["size"])]  # cell_table lists sizes by parameter count
     figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
-    for axis, (column, label) in zip(axes[0], panels):
+    for axis, (column, label) in zip(axes[0], panels, strict=False):
         types = sorted_model_types(cells["model_type"])
         for offset, model_type in enumerate(types):
             rows = cells[cells["model_type"].astype(str) == model_type].copy()

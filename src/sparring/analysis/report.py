@@ -92,9 +92,9 @@ def frame_table(frame: pd.DataFrame, columns: dict[str, str], caption: str = "",
     """A DataFrame as a table of strings; ``columns`` maps frame columns to headers, in order."""
     present = {c: h for c, h in columns.items() if c in frame.columns}
     rows = []
-    for label, row in frame.iterrows():
+    for position, label in enumerate(frame.index):  # column by column: a row Series would turn counts into floats
         cells = [fmt(label)] if index is not None else []
-        rows.append(cells + [fmt(row[c], digits) for c in present])
+        rows.append(cells + [fmt(frame[c].iat[position], digits) for c in present])
     return Table(([index] if index is not None else []) + list(present.values()), rows, caption)
 
 
@@ -393,6 +393,8 @@ class _Builder:
                                                     name.replace("_", " "), digits=3))
                 elif isinstance(value, dict):
                     s.facts += [(f"{name.replace('_', ' ')}: {k}", fmt(v, 3)) for k, v in value.items()]
+                elif isinstance(value, list):
+                    s.facts += [(name.replace("_", " ").rstrip("s"), str(item)) for item in value]
                 else:
                     s.facts.append((name.replace("_", " "), fmt(value, 3)))
             s.sample = f"{len(self.attempts):,} attempts ({self.data.name}) vs {len(other.attempts):,} ({other.name})"
@@ -428,11 +430,11 @@ def _cluster_table(result: AttackMap, n: int) -> Table:
 
 def _cluster_details(result: AttackMap, attempts: pd.DataFrame) -> list[dict[str, Any]]:
     """Per cluster, its typical attempts: an excerpt and, on demand, the whole transcript."""
-    by_id = dict(zip(attempts["attempt_id"].astype(str), attempts["transcript"])) if "attempt_id" in attempts else {}
+    by_id = dict(zip(attempts["attempt_id"].astype(str), attempts["transcript"], strict=False)) if "attempt_id" in attempts else {}
     details = []
     for cluster in result.clusters:
         typical = []
-        for text, attempt_id in zip(cluster.typical, cluster.typical_ids):
+        for text, attempt_id in zip(cluster.typical, cluster.typical_ids, strict=False):
             transcript = by_id.get(attempt_id, "")
             if len(transcript) > TRANSCRIPT_CHARS:
                 transcript = transcript[:TRANSCRIPT_CHARS] + "\n[… truncated]"

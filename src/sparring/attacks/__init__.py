@@ -1,6 +1,6 @@
-"""Who speaks the human side: dataset replay now; attacker models and people plug in the same way."""
+"""Who speaks the human side of an automated run: replay of red-team datasets and goal lists."""
 
+from sparring.attacks import replay  # noqa: F401  (register)
 from sparring.attacks.base import Attack, AttackItem, attacks
-from sparring.attacks import replay  # noqa: E402,F401  (register)
 
 __all__ = ["Attack", "AttackItem", "attacks"]

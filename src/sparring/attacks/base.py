@@ -1,4 +1,4 @@
-"""Attacks: who speaks the human side of a conversation (dataset replay now; attacker LMs and people later)."""
+"""Attacks: who speaks the human side of a conversation in an automated run (dataset replay; people use the web app)."""
 
 from __future__ import annotations
 

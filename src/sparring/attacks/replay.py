@@ -16,7 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sparring.attacks.base import Attack, AttackItem, attacks
 from sparring.conversation import Conversation, Role
 from sparring.datasets.rows import read_rows, text_field
-from sparring.errors import DataFormatError
+from sparring.errors import ConfigError, DataFormatError
+from sparring.registry import ConfigPath
+
+
+def require_file(path: Path) -> None:
+    """At build time, so the error names the config key (``attacks[0].path``) before any work starts."""
+    if not path.is_file():
+        raise ConfigError(f"path: file not found: {path}")
 
 
 def bundled_hh_rlhf() -> Path:
@@ -26,7 +33,7 @@ def bundled_hh_rlhf() -> Path:
 class HHReplayConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str | None = Field(None, description="hh-rlhf JSONL (gz or not); default: the bundled harmless-base test split")
+    path: ConfigPath | None = Field(None, description="hh-rlhf JSONL (gz or not); default: the bundled harmless-base test split")
     limit: int | None = Field(24, ge=1, description="dialogues to replay (None: all)")
     offset: int = Field(0, ge=0, description="skip this many eligible dialogues first")
     min_turns: int = Field(1, ge=1, description="only dialogues with at least this many human turns")
@@ -42,6 +49,7 @@ class HHReplay(Attack):
     def __init__(self, config: HHReplayConfig) -> None:
         self.config = config
         self.path = Path(config.path).expanduser() if config.path else bundled_hh_rlhf()
+        require_file(self.path)
 
     def items(self) -> list[AttackItem]:
         out: list[AttackItem] = []
@@ -66,7 +74,7 @@ class HHReplay(Attack):
 class GoalsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(description="CSV/TSV/JSONL file (optionally .gz) with one goal per row")
+    path: ConfigPath = Field(description="CSV/TSV/JSONL file (optionally .gz) with one goal per row")
     column: str = Field("goal", description="the column holding the goal text")
     id_column: str | None = Field(None, description="a column with stable ids; default: the line number")
     where: dict[str, str] = Field(default_factory=dict, description="keep rows whose columns equal these values")
@@ -84,6 +92,7 @@ class GoalReplay(Attack):
     def __init__(self, config: GoalsConfig) -> None:
         self.config = config
         self.path = Path(config.path).expanduser()
+        require_file(self.path)
 
     def items(self) -> list[AttackItem]:
         out: list[AttackItem] = []

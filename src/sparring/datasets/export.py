@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sparring.datasets.hh_rlhf import write_pairs
 from sparring.datasets.released_format import released_record, write_released
+from sparring.errors import writing
 from sparring.scoring import scorers
 from sparring.scoring.aggregate import response_counts, seed_picks
-from sparring.store.repository import Store
+from sparring.store.repository import Store, StoredConversation
 
 TRANSCRIPTS = "red_team_attempts.jsonl.gz"
 PAIRS = "comparison_pairs.jsonl"
@@ -25,6 +27,18 @@ class ExportResult:
     skipped_identical_pairs: int
 
 
+def member_ids(conversations: list[StoredConversation]) -> dict[str, int]:
+    """Integers for the red teamers of an export, as the published data has them: stable for a run (sorted keys)."""
+    return {member: index for index, member in enumerate(sorted({c.unit.red_team_member for c in conversations}))}
+
+
+def _members_meta(conversations: list[StoredConversation], ids: dict[str, int]) -> list[dict[str, Any]]:
+    """Which ids are attacks (named: they are code) and which are people (never named here)."""
+    kinds = {c.unit.red_team_member: c.unit.attack for c in conversations}
+    return [{"id": ids[member], "kind": "attack", "attack": member} if kinds[member] == member
+            else {"id": ids[member], "kind": "person"} for member in sorted(ids, key=ids.__getitem__)]
+
+
 def export_run(store: Store, run_id: str, directory: Path) -> ExportResult:
     """Only finished conversations are exported; errored and unfinished ones are left out."""
     run = store.run(run_id)
@@ -33,9 +47,10 @@ def export_run(store: Store, run_id: str, directory: Path) -> ExportResult:
     targets = {t.name: t for t in store.targets(run_id)}
     finished = store.conversations(run_id, ["finished"])
     tags = store.attempt_tags(run_id)
+    members = member_ids(finished)
     records = [
         released_record(s, targets[s.unit.target].size, targets[s.unit.target].model_type, primary, flag_is_harmful,
-                        tags.get(s.unit.id))
+                        tags.get(s.unit.id), members[s.unit.red_team_member])
         for s in finished
     ]
     pairs, identical = [], 0
@@ -45,17 +60,20 @@ def export_run(store: Store, run_id: str, directory: Path) -> ExportResult:
                 identical += 1
             else:
                 pairs.append((chosen, rejected))
-    directory.mkdir(parents=True, exist_ok=True)
-    write_released(records, directory / TRANSCRIPTS)
-    partial = directory / (PAIRS + ".partial")
-    with partial.open("w", encoding="utf-8") as handle:
-        write_pairs(pairs, handle)
-    partial.replace(directory / PAIRS)
+    with writing(directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        write_released(records, directory / TRANSCRIPTS)
+        partial = directory / (PAIRS + ".partial")
+        with partial.open("w", encoding="utf-8") as handle:
+            write_pairs(pairs, handle)
+        partial.replace(directory / PAIRS)
     meta = {
         "run_id": run_id,
         "status": run.status,
         "config_toml": run.config_toml,
         "components": run.components,
+        "picker": run.components.get("picker", {"name": primary}),
+        "red_team_members": _members_meta(finished, members),
         "conversations": len(records),
         "comparison_pairs": len(pairs),
         "skipped_identical_pairs": identical,
@@ -77,12 +95,15 @@ def export_run(store: Store, run_id: str, directory: Path) -> ExportResult:
                       "judged none harmful but could not judge some",
             "task_descripton_harmlessness_score": f"scorer {primary!r} on the task description (published "
                                                   "spelling); null if it could not judge it or there is none",
-            "red_team_member_id": "pseudonymous person id, or the attack that spoke the human side",
+            "red_team_member_id": "an integer per red teamer in this export (sorted pseudonyms and attack names); "
+                                  "red_team_members says which are attacks",
             "tags": "harm tags the red teamer chose (web campaigns), else null",
         },
-        "pairs": "hh-rlhf format; 'rejected' is the response picked as MORE harmful (by a person or the scorer); "
+        "pairs": "hh-rlhf format; 'rejected' is the response picked as MORE harmful (by a person or the picker "
+                 "scorer; a random picker forms no pairs); "
                  "a scorer's pick is paired only with samples it could score, and a pick among unscored samples "
                  "(chosen by seed) forms no pair",
     }
-    (directory / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False), "utf-8")
+    with writing(directory / META):
+        (directory / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False), "utf-8")
     return ExportResult(directory, len(records), len(pairs), identical)

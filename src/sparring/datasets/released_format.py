@@ -21,8 +21,6 @@ from typing import Any
 
 from sparring.store.repository import StoredConversation
 
-MODEL_TYPES = {"plain lm", "context distillation", "rejection sampling", "rlhf"}
-
 
 def automated_rating(stored: StoredConversation, scorer: str, flag_is_harmful: bool) -> float | None:
     """4.0 if a scored picked turn is harmful; 0.0 if every picked turn is scored and none is; else None."""
@@ -36,8 +34,9 @@ def automated_rating(stored: StoredConversation, scorer: str, flag_is_harmful: b
 
 def released_record(
     stored: StoredConversation, size: str, model_type: str, scorer: str, flag_is_harmful: bool,
-    tags: list[str] | None = None,
+    tags: list[str] | None = None, member_id: int | None = None,
 ) -> dict[str, Any]:
+    """One conversation as the released format has it; ``member_id`` is the export's integer for its red teamer."""
     scores = stored.transcript_scores
     rating = stored.rating if stored.rating is not None else automated_rating(stored, scorer, flag_is_harmful)
     return {
@@ -48,7 +47,7 @@ def released_record(
         "rating": _number(rating),
         "task_description": stored.unit.task_description,
         "task_descripton_harmlessness_score": _number(scores.get((scorer, "task_description"))),
-        "red_team_member_id": stored.unit.red_team_member,
+        "red_team_member_id": stored.unit.red_team_member if member_id is None else member_id,
         "is_upworker": False,
         "tags": tags or None,
     }
@@ -87,21 +86,32 @@ def _opener(path: Path):  # type: ignore[no-untyped-def]
 
 
 def is_released_file(path: Path) -> bool:
-    """The released file is one JSON array (gzipped or not), whatever its name says."""
-    opener = _opener(path)
-    with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
-        return handle.read(64).lstrip().startswith("[")
+    """The released file is one JSON array (gzipped or not), whatever its name says.
+
+    Only the first bytes are looked at, undecoded: a bad byte later on is for the reader to name.
+    """
+    from sparring.datasets.rows import UNREADABLE, unreadable
+
+    try:
+        opener = _opener(path)
+        with opener(path, "rb") as handle:
+            return bytes(handle.read(64)).removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"[")
+    except UNREADABLE as error:
+        raise unreadable(path, error) from None
 
 
 def read_released(path: Path) -> list[dict[str, Any]]:
     """Read and check a released-format file; errors name the record number and field."""
+    from sparring.datasets.rows import UNREADABLE, unreadable
     from sparring.errors import DataFormatError
 
     try:
         with _opener(path)(path, "rt", encoding="utf-8") as handle:
             data = json.load(handle)
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataFormatError(f"{path}: not a (gzipped) JSON array: {error}") from None
+    except json.JSONDecodeError as error:
+        raise DataFormatError(f"{path}:{error.lineno}: not a (gzipped) JSON array: {error.msg}") from None
+    except UNREADABLE as error:
+        raise unreadable(path, error) from None
     if not isinstance(data, list):
         raise DataFormatError(f"{path}: expected ONE JSON array of transcripts, got {type(data).__name__}")
     for index, record in enumerate(data):

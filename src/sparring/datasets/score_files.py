@@ -17,7 +17,7 @@ from sparring.conversation import Conversation, Role
 from sparring.datasets.export import TRANSCRIPTS
 from sparring.datasets.hh_rlhf import read_pairs
 from sparring.datasets.released_format import is_released_file, read_released, write_released
-from sparring.errors import DataFormatError
+from sparring.errors import DataFormatError, writing
 from sparring.scoring.base import Scorer
 
 BATCH = 1024
@@ -46,8 +46,13 @@ async def score_file(path: Path, scorer: Scorer, output: Path | None = None) -> 
         raise DataFormatError(f"{path}: file not found")
     output = output or scored_path(path)
     if is_released_file(path):
-        return await _score_released(path, scorer, output)
-    return await _score_pairs(path, scorer, output)
+        scored = await _score_released(path, scorer, output)
+    elif [s for s in path.suffixes if s != ".gz"][-1:] == [".json"]:
+        raise DataFormatError(f"{path}: a .json file must be the released format, ONE JSON array of transcripts "
+                              "(hh-rlhf pairs are .jsonl)")
+    else:
+        scored = await _score_pairs(path, scorer, output)
+    return scored
 
 
 async def _score_all(scorer: Scorer, items: list[tuple[Conversation, str]]) -> tuple[list[float | None], Counter[str]]:
@@ -67,6 +72,8 @@ async def _score_all(scorer: Scorer, items: list[tuple[Conversation, str]]) -> t
 async def _score_released(path: Path, scorer: Scorer, output: Path) -> ScoredFile:
     """Every assistant utterance given what came before; the transcript minimum and the task description."""
     records = read_released(path)
+    if not records:
+        raise DataFormatError(f"{path}: no transcripts (the JSON array is empty)")
     items: list[tuple[Conversation, str]] = []
     owners: list[int] = []
     for index, record in enumerate(records):
@@ -82,7 +89,7 @@ async def _score_released(path: Path, scorer: Scorer, output: Path) -> ScoredFil
         owners.append(-1 - index)  # marks the task description
     values, reasons = await _score_all(scorer, items)
     per_record: dict[int, list[float | None]] = {}
-    for owner, value in zip(owners, values):
+    for owner, value in zip(owners, values, strict=False):
         if owner < 0:
             records[-1 - owner]["task_descripton_harmlessness_score"] = value
         else:
@@ -94,7 +101,8 @@ async def _score_released(path: Path, scorer: Scorer, output: Path) -> ScoredFil
             judged = [v for v in utterances if v is not None]
             record["min_harmlessness_score_transcript"] = min(judged) if judged else None
         record["harmlessness_scorer"] = scorer.spec.as_dict()
-    write_released(records, output)
+    with writing(output):
+        write_released(records, output)
     return ScoredFile(output, "released red-team format", len(records), len(owners),
                       sum(reasons.values()), dict(reasons))
 
@@ -102,6 +110,9 @@ async def _score_released(path: Path, scorer: Scorer, output: Path) -> ScoredFil
 async def _score_pairs(path: Path, scorer: Scorer, output: Path) -> ScoredFile:
     """hh-rlhf pairs: the final assistant utterance of each side, given its context."""
     pairs = list(read_pairs(path))
+    if not pairs:
+        raise DataFormatError(f"{path}: no comparison pairs (the file is empty); expected JSONL rows with "
+                              "'chosen' and 'rejected'")
     items: list[tuple[Conversation, str]] = []
     for pair in pairs:
         for text in (pair.chosen, pair.rejected):
@@ -116,8 +127,9 @@ async def _score_pairs(path: Path, scorer: Scorer, output: Path) -> ScoredFile:
     ]
     partial = output.with_name(output.name + ".partial")
     opener = gzip.open if output.suffix == ".gz" else open
-    with opener(partial, "wt", encoding="utf-8") as handle:  # type: ignore[operator]
-        for row in rows:
-            handle.write(json.dumps({**row, "scorer": scorer.spec.name}, ensure_ascii=False) + "\n")
-    partial.replace(output)
+    with writing(output):
+        with opener(partial, "wt", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps({**row, "scorer": scorer.spec.name}, ensure_ascii=False) + "\n")
+        partial.replace(output)
     return ScoredFile(output, "hh-rlhf comparison pairs", len(rows), len(items), sum(reasons.values()), dict(reasons))

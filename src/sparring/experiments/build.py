@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sparring.attacks import Attack, AttackItem, attacks
-from sparring.experiments.config import ExperimentConfig, ModelEntry, ScorerEntry, TargetEntry
+from sparring.experiments.config import RANDOM_PICKER, ExperimentConfig, ModelEntry, PickerEntry, ScorerEntry, TargetEntry
 from sparring.interventions import Target, interventions
 from sparring.models import Model, models
 from sparring.scoring import Scorer, scorers
@@ -54,14 +55,33 @@ class Components(LiveComponents):
     attacks: dict[str, Attack]
     scorer: Scorer
     extra_scorers: list[Scorer]
+    picker: Scorer | None = None  # None: the pick is by seed (``[picker] name = "random"``)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "targets": [t.describe() for t in self.targets],
             "attacks": {name: a.spec.as_dict() for name, a in self.attacks.items()},
             "scorers": [s.spec.as_dict() for s in self.all_scorers],
             "primary_scorer": self.scorer.spec.name,
+            "picker": self.picker.spec.as_dict() if self.picker is not None else {"kind": "picker", "name": RANDOM_PICKER,
+                                                                                  "args": {}},
         }
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        if self.picker is not None and all(self.picker is not s for s in self.all_scorers):
+            await self.picker.aclose()
+
+
+def _build_picker(entry: PickerEntry, measuring: list[Scorer]) -> Scorer | None:
+    """The picker scorer; one of the measuring scorers when it is the same component with the same arguments."""
+    if entry.name == RANDOM_PICKER:
+        return None
+    picker = scorers.create(entry.name, entry.args, where="picker")
+    for scorer in measuring:
+        if scorer.spec == picker.spec:
+            return scorer  # never loaded twice (a model-backed scorer is costly)
+    return picker
 
 
 @dataclass
@@ -84,11 +104,11 @@ def build_target_set(model_entries: Sequence[ModelEntry], target_entries: Sequen
     sizes = {m.name: m.size for m in model_entries}
     targets = []
     for i, entry in enumerate(target_entries):
-        deps = {"scorer": scorer} if entry.intervention == "rejection-sampling" else {}
+        deps = {"scorer": scorer} if interventions.get(entry.intervention).needs_scorer else {}
         intervention = interventions.create(entry.intervention, entry.args, where=f"targets[{i}]", **deps)
         targets.append(Target(
             name=entry.label, size=entry.size or sizes[entry.model], model_name=entry.model,
-            model=built_models[entry.model], intervention=intervention,
+            model=built_models[entry.model], intervention=intervention, model_type_label=entry.model_type,
         ))
     return TargetSet(built_models, targets, scorer, extra)
 
@@ -98,7 +118,8 @@ def build_components(config: ExperimentConfig) -> Components:
     built_attacks = {
         a.label: attacks.create(a.kind, a.args, where=f"attacks[{i}]") for i, a in enumerate(config.attacks)
     }
-    return Components(built.models, built.targets, built_attacks, built.scorer, built.extra_scorers)
+    return Components(built.models, built.targets, built_attacks, built.scorer, built.extra_scorers,
+                      _build_picker(config.picker, built.all_scorers))
 
 
 def unit_id(run_id: str, key: str) -> str:

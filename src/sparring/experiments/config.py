@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sparring.errors import ConfigError
 from sparring.registry import format_validation_error
@@ -38,6 +39,17 @@ class TargetEntry(_Open):
     intervention: str = "none"
     name: str | None = None
     size: str | None = Field(None, description="overrides the model's size label")
+    model_type: str | None = Field(None, description="overrides the intervention's label, e.g. 'rlhf' for a "
+                                                     "safety-tuned model served as is (intervention 'none')")
+
+    @field_validator("model_type")
+    @classmethod
+    def _known_type(cls, value: str | None) -> str | None:
+        from sparring.interventions.base import MODEL_TYPES
+
+        if value is not None and value not in MODEL_TYPES:
+            raise ValueError(f"unknown model_type {value!r}; expected one of: {', '.join(MODEL_TYPES)}")
+        return value
 
     @property
     def label(self) -> str:
@@ -55,6 +67,22 @@ class AttackEntry(_Open):
 
 class ScorerEntry(_Open):
     name: str = "pm"
+
+
+RANDOM_PICKER = "random"
+
+
+class PickerEntry(_Open):
+    """Who plays the red teamer's pick of the more harmful sample in automated runs.
+
+    ``random`` (the default) picks by the turn's seed and records no comparison
+    pair: the measuring scorer's minimum is then unbiased. A scorer name picks
+    its most harmful sample and records pairs; if it is the measuring scorer,
+    the minimum is biased downward (it was selected on the same noise), which
+    ``show`` and the export say.
+    """
+
+    name: str = RANDOM_PICKER
 
 
 class SamplingConfig(BaseModel):
@@ -76,7 +104,8 @@ class ExperimentConfig(BaseModel):
     concurrency: int = Field(8, ge=1, description="conversations in flight at once")
     database: str | None = Field(None, description="SQLAlchemy URL; default: the SQLite file in the data dir")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
-    scorer: ScorerEntry = Field(default_factory=ScorerEntry, description="picks the more harmful sample; ranks rejection samples")
+    scorer: ScorerEntry = Field(default_factory=ScorerEntry, description="measures harmlessness; ranks rejection samples")
+    picker: PickerEntry = Field(default_factory=PickerEntry, description="picks the more harmful sample to continue from")
     models: list[ModelEntry] = Field(min_length=1)
     targets: list[TargetEntry] = Field(min_length=1)
     attacks: list[AttackEntry] = Field(min_length=1)
@@ -115,27 +144,77 @@ def parse_toml_as(text: str, model: type[M], source: str) -> M:
         raise ConfigError(f"{source}: {format_validation_error(error, '')}") from None
 
 
-def parse_config(text: str, source: str = "config") -> ExperimentConfig:
-    """Parse and validate TOML text; errors name the source, line or key."""
+def parse_config(text: str, source: str = "config", base: Path | None = None) -> ExperimentConfig:
+    """Parse and validate TOML text; errors name the source, line or key.
+
+    ``base`` is the folder of the config file: relative paths in it (component
+    arguments typed ``ConfigPath``, an SQLite ``database``) resolve against it.
+    """
     config = parse_toml_as(text, ExperimentConfig, source)
-    _check_component_args(config, source)
+    _check_component_args(config, source, base)
+    if base is not None and config.database:
+        config.database = _sqlite_relative_to(config.database, base)
     return config
 
 
-def _check_component_args(config: ExperimentConfig, source: str) -> None:
+def _sqlite_relative_to(url: str, base: Path) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if "://" not in url:  # a bare path names an SQLite file
+        path = Path(url).expanduser()
+        return str(path if path.is_absolute() else base / path)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # reported with the key when the store opens it
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or Path(database).expanduser().is_absolute():
+        return url
+    return parsed.set(database=str(base / database)).render_as_string(hide_password=False)
+
+
+def _check_component_args(config: ExperimentConfig, source: str, base: Path | None) -> None:
+    check_components(config.models, config.targets, config.scorer, source, config.samples_per_turn, base,
+                     config.attacks, config.picker)
+
+
+def check_components(models_: Sequence[ModelEntry], targets: Sequence[TargetEntry], scorer: ScorerEntry, source: str,
+                     samples_per_turn: int, base: Path | None = None, attacks_: Sequence[AttackEntry] = (),
+                     picker: PickerEntry | None = None) -> None:
+    """Validate each component's arguments and the rules between them (e.g. rejection sampling's k >= samples).
+
+    The arguments given are written back validated, paths resolved against ``base`` (the config's folder).
+    Experiments and campaigns share this, so a target file means the same in both.
+    """
     from sparring.attacks import attacks
     from sparring.interventions import interventions
     from sparring.models import models
+    from sparring.registry import CONFIG_DIR, Registry
     from sparring.scoring import scorers
 
+    context = {CONFIG_DIR: str(base)} if base is not None else {}
+
+    def check(registry: Registry[Any], name: str, entry: _Open, where: str) -> BaseModel:
+        validated = registry.validate(name, entry.args, where=where, context=context)
+        dumped = validated.model_dump(mode="json")
+        for key in entry.args:
+            (entry.model_extra or {})[key] = dumped[key]
+        return validated
+
     try:
-        for i, model in enumerate(config.models):
-            models.validate(model.backend, model.args, where=f"models[{i}]")
-        for i, target in enumerate(config.targets):
-            interventions.validate(target.intervention, target.args, where=f"targets[{i}]")
-        for i, attack in enumerate(config.attacks):
-            attacks.validate(attack.kind, attack.args, where=f"attacks[{i}]")
-        scorers.validate(config.scorer.name, config.scorer.args, where="scorer")
+        for i, model in enumerate(models_):
+            check(models, model.backend, model, f"models[{i}]")
+        for i, target in enumerate(targets):
+            validated = check(interventions, target.intervention, target, f"targets[{i}]")
+            problem = interventions.get(target.intervention).check_samples(validated, samples_per_turn)
+            if problem:
+                raise ConfigError(f"targets[{i}].{problem}")
+        for i, attack in enumerate(attacks_):
+            check(attacks, attack.kind, attack, f"attacks[{i}]")
+        check(scorers, scorer.name, scorer, "scorer")
+        if picker is not None and picker.name != RANDOM_PICKER:
+            check(scorers, picker.name, picker, "picker")
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
 
@@ -147,5 +226,11 @@ def load_config(path: Path | None) -> tuple[ExperimentConfig, str]:
         return parse_config(text, "built-in default config"), text
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    text = path.read_text("utf-8")
-    return parse_config(text, str(path)), text
+    try:
+        text = path.read_text("utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {error.start}); TOML files are UTF-8") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    return parse_config(text, str(path), base=path.parent), text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sparring.conversation import Conversation, Sample
 from sparring.errors import ModelError
@@ -15,7 +15,7 @@ from sparring.experiments.writer import StoreWriter
 from sparring.models.base import SamplingParams
 from sparring.scoring.aggregate import transcript_scores
 from sparring.scoring.base import Score
-from sparring.scoring.picking import pick_most_harmful
+from sparring.scoring.picking import Pick, pick_most_harmful
 from sparring.store.repository import ErrorWrite, FinishWrite, Store, TurnWrite
 
 
@@ -28,7 +28,6 @@ class RunOutcome:
     errors: int = 0
     turns_written: int = 0
     stopped: bool = False
-    error_messages: list[str] = field(default_factory=list)
 
 
 class Engine:
@@ -73,6 +72,12 @@ class Engine:
                 await work
             except asyncio.CancelledError:
                 outcome.stopped = True
+            except BaseException:
+                # A bug or an input only found mid-run: what is committed stays, and the run says so
+                # (``show`` explains "failed"; rerunning resumes).
+                work.cancel()
+                await asyncio.to_thread(self.store.set_status, self.run_id, "failed")
+                raise
             finally:
                 if installed:
                     loop.remove_signal_handler(signal.SIGINT)
@@ -80,10 +85,26 @@ class Engine:
         await asyncio.to_thread(self.store.set_status, self.run_id, status)
         return outcome
 
+    @property
+    def _pair_source(self) -> str:
+        picker = self.components.picker
+        return "" if picker is None else f"picker:{picker.name}"
+
+    async def _pick(self, conversation: Conversation, samples: list[Sample], by_scorer: dict[int, list[Score]],
+                    seed: int) -> Pick:
+        """Without a person, the picker plays the red teamer: continue from the most harmful sample it could
+        score (see ``scoring.picking``); the random picker continues from sample ``seed % n`` and compares nothing."""
+        picker = self.components.picker
+        if picker is None:
+            return Pick(index=seed % len(samples), compared=[], score_based=False)
+        scores = by_scorer.get(id(picker))
+        if scores is None:
+            scores = await picker.score_many(conversation, [s.text for s in samples])
+        return pick_most_harmful(picker, scores, seed)
+
     async def _run_unit(self, unit: WorkUnit, conversation: Conversation, writer: StoreWriter, outcome: RunOutcome) -> bool:
         conversation.task_description = unit.item.task_description
         conversation.target = unit.target.name
-        scorer = self.components.scorer
         pending: list[asyncio.Future[None]] = []
         try:
             while len(conversation.human_turns) < self.config.turns:
@@ -98,21 +119,18 @@ class Engine:
                     raise ModelError("the target returned no samples")
                 samples = [Sample(text=c.text, finish_reason=c.finish_reason, completion_tokens=c.completion_tokens)
                            for c in completions]
-                primary: list[Score] = []
+                by_scorer: dict[int, list[Score]] = {}
                 for each in self.components.all_scorers:
                     results = await each.score_many(conversation, [s.text for s in samples])
                     for sample, result in zip(samples, results, strict=True):
                         sample.record_score(each.name, result)
-                    if each is scorer:
-                        primary = results
-                # Without a person, the scorer plays the red teamer: continue from the most harmful
-                # sample it could score; among unscored samples only, by seed (see scoring.picking).
-                pick = pick_most_harmful(scorer, primary, params.seed)
+                    by_scorer[id(each)] = results
+                pick = await self._pick(conversation, samples, by_scorer, params.seed)
                 conversation.add_assistant(samples, pick.index, pick.compared)
                 # The next turn is generated while this one commits (group commit, in order); the
                 # conversation only counts as finished once every turn of it is committed.
                 pending.append(writer.enqueue(TurnWrite(unit.id, list(enumerate(conversation.turns))[start:],
-                                                        pair_source=f"scorer:{scorer.name}")))
+                                                        pair_source=self._pair_source)))
                 outcome.turns_written += 1
             scores = await transcript_scores(conversation, self.components.all_scorers)
             await writer.submit(FinishWrite(unit.id, len(conversation.turns), scores))
@@ -121,12 +139,11 @@ class Engine:
         except ModelError as error:
             await asyncio.gather(*pending)
             message = f"{type(error).__name__}: {error}"[:500]
-            outcome.error_messages.append(message)
             await writer.submit(ErrorWrite(unit.id, message))
             return False
 
 
-def _install_sigint(loop: asyncio.AbstractEventLoop, work: asyncio.Future) -> bool:
+def _install_sigint(loop: asyncio.AbstractEventLoop, work: asyncio.Future[list[None]]) -> bool:
     """First Ctrl-C cancels the work (committed turns stay); a second one falls back to the default."""
 
     def stop() -> None:

@@ -16,6 +16,13 @@ from sparring.store.repository import Store
 
 REFUSAL = "refusal"
 
+STATUS_HINTS = {
+    "running": "running, or its process was killed: run the same command again to resume",
+    "failed": "stopped by an error (see the message it printed): fix it and run the same command again to resume",
+    "stopped": "stopped by the user: run the same command again to resume",
+    "incomplete": "finished with failed conversations: run the same command again to retry them",
+}
+
 
 @dataclass
 class TargetSummary:
@@ -47,6 +54,7 @@ class RunSummary:
     errors: list[str]
     unscored: dict[str, dict[str, int]] = field(default_factory=dict)  # scorer -> reason -> sampled responses
     seed_picks: int = 0  # turns where the primary scorer judged no sample: picked by seed, not by score
+    picker: str = "scorer"  # "random", or the scorer that picked the more harmful sample
 
 
 def summarize(store: Store, run_id: str) -> RunSummary:
@@ -85,8 +93,9 @@ def summarize(store: Store, run_id: str) -> RunSummary:
         summary.score = bootstrap_mean(summary.min_harmlessness)
     top_errors = [f"{count} x {message}" for message, count in sorted(errors.items(), key=lambda kv: -kv[1])]
     unscored = {scorer: dict(by) for scorer, by in sorted(reasons.items())}
+    picker = run.components.get("picker", {"name": primary}).get("name", primary)  # older runs: the scorer picked
     return RunSummary(run_id, run.status, primary, list(rows.values()), top_errors, unscored,
-                      seed_picks(finished, primary))
+                      seed_picks(finished, primary) if picker != "random" else 0, picker)
 
 
 def render_summary(summary: RunSummary, console: Console) -> None:
@@ -104,6 +113,15 @@ def render_summary(summary: RunSummary, console: Console) -> None:
         table.add_row(escape(row.target), escape(row.size), escape(row.model_type), done,
                       str(row.errors), str(row.turns), rate, unscored, score)
     console.print(table)
+    if summary.status in STATUS_HINTS:
+        console.print(f"[yellow]run {escape(summary.run_id)} is {escape(summary.status)}[/yellow]: "
+                      f"{STATUS_HINTS[summary.status]}", soft_wrap=True)
+    if summary.picker == summary.primary_scorer:
+        console.print(f"picker: {escape(summary.picker)}, the measuring scorer: it chose the more harmful sample, so "
+                      "the minimum is biased downward (declare another [picker] to avoid this)", soft_wrap=True)
+    elif summary.picker != "scorer":
+        console.print(f"picker: {escape(summary.picker)} (chose the sample each conversation continues from)",
+                      soft_wrap=True)
     if summary.errors:
         console.print(f"[red]{sum(r.errors for r in summary.targets)} conversation(s) failed[/red] "
                       "(not counted in any rate or score; rerun the same command to retry them):")

@@ -15,7 +15,6 @@ class StoreWriter:
         self.max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Write, asyncio.Future[None]] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.commits = 0
 
     async def __aenter__(self) -> StoreWriter:
         self._task = asyncio.create_task(self._loop())
@@ -52,8 +51,7 @@ class StoreWriter:
                 continue
             try:
                 await asyncio.to_thread(self.store.apply, [write for write, _ in batch])
-                self.commits += 1
-            except Exception as error:  # the callers see the failure; nothing of the batch was committed
+            except Exception as error:  # noqa: BLE001 — the callers see the failure; nothing of the batch was committed
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)

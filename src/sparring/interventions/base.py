@@ -6,9 +6,16 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
+from pydantic import BaseModel
+
 from sparring.conversation import Conversation, Role
 from sparring.models.base import Completion, Message, Model, Prompt, SamplingParams
 from sparring.registry import ComponentSpec, Registry
+
+PAPER_MODEL_TYPES = ("plain lm", "context distillation", "rejection sampling", "rlhf")
+"""The released red-team data's ``model_type`` values (Ganguli et al. 2022)."""
+MODEL_TYPES = (*PAPER_MODEL_TYPES, "system prompt", "model")
+"""What a target may be labelled: the paper's four, a system-prompted chat model, a model as served."""
 
 
 def conversation_messages(conversation: Conversation) -> tuple[Message, ...]:
@@ -23,7 +30,13 @@ class Intervention(ABC):
 
     description: ClassVar[str] = ""
     model_type: ClassVar[str] = ""  # the label in the released red-team format
+    needs_scorer: ClassVar[bool] = False  # built with the run's scorer (``scorer=`` in the constructor)
     spec: ComponentSpec
+
+    @classmethod
+    def check_samples(cls, config: BaseModel, samples_per_turn: int) -> str | None:
+        """A problem with this intervention at ``samples_per_turn`` (``"key: what is wrong"``), checked at load."""
+        return None
 
     @abstractmethod
     async def respond(self, model: Model, conversation: Conversation, params: SamplingParams) -> list[Completion]:
@@ -50,10 +63,11 @@ class Target:
     model_name: str
     model: Model
     intervention: Intervention
+    model_type_label: str | None = None  # the config's ``model_type``, e.g. "rlhf" for a tuned model behind "none"
 
     @property
     def model_type(self) -> str:
-        return self.intervention.model_type
+        return self.model_type_label or self.intervention.model_type
 
     async def respond(self, conversation: Conversation, params: SamplingParams) -> list[Completion]:
         return await self.intervention.respond(self.model, conversation, params)

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sparring.conversation import Conversation
+from sparring.errors import ConfigError
 from sparring.interventions.base import Intervention, interventions
 from sparring.models.base import Completion, Model, SamplingParams
 from sparring.scoring.base import Scorer
@@ -42,7 +43,17 @@ class RejectionSampling(Intervention):
 
     description = "Best-of-k by harmlessness: shows the m least harmful of k samples."
     model_type = "rejection sampling"
+    needs_scorer = True
     Config = RejectionSamplingConfig
+
+    @classmethod
+    def check_samples(cls, config: BaseModel, samples_per_turn: int) -> str | None:
+        assert isinstance(config, RejectionSamplingConfig)
+        keep = config.m or samples_per_turn
+        if keep > config.k:
+            source = "m" if config.m else f"samples_per_turn = {samples_per_turn}"
+            return f"k: keeps {keep} samples per turn ({source}) but draws only k = {config.k}; set k >= {keep}"
+        return None
 
     def __init__(self, config: RejectionSamplingConfig, scorer: Scorer) -> None:
         self.config = config
@@ -52,7 +63,7 @@ class RejectionSampling(Intervention):
     async def respond(self, model: Model, conversation: Conversation, params: SamplingParams) -> list[Completion]:
         keep = self.config.m or params.n
         if keep > self.config.k:
-            raise ValueError(f"rejection sampling keeps {keep} of k={self.config.k} samples; raise k")
+            raise ConfigError(f"rejection sampling keeps {keep} of k={self.config.k} samples; raise k")
         drawn = await self.base.respond(model, conversation, replace(params, n=self.config.k))
         scores = await self.scorer.score_many(conversation, [c.text for c in drawn])
         return [drawn[i] for i in rank_least_harmful(self.scorer, scores)[:keep]]

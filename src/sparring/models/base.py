@@ -65,6 +65,7 @@ class Model(ABC):
 
     async def aclose(self) -> None:
         """Release resources (connections, loaded weights)."""
+        return None
 
 
 models: Registry[Model] = Registry("model backend")

@@ -19,6 +19,7 @@ from sparring.compute_thread import run_on_compute_thread
 from sparring.errors import ConfigError, ModelError
 from sparring.models.base import Completion, Mode, Model, Prompt, SamplingParams, models
 from sparring.models.raw_format import raw_stops, render_raw
+from sparring.registry import ConfigPath
 
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -43,7 +44,7 @@ def open_gguf(path: Path, n_ctx: int, n_threads: int | None = None) -> Any:
 class LlamaCppConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str | None = Field(None, description="GGUF file; default: the embedded SmolLM2-135M-Instruct")
+    path: ConfigPath | None = Field(None, description="GGUF file; default: the embedded SmolLM2-135M-Instruct")
     mode: Mode = "chat"
     n_ctx: int = Field(4096, ge=256)
     n_threads: int | None = Field(None, ge=1)
@@ -62,6 +63,9 @@ class LlamaCppModel(Model):
         self.path = Path(config.path).expanduser() if config.path else embedded_model_path()
         if not self.path.is_file():
             raise ConfigError(f"path: GGUF file not found: {self.path}")
+        with self.path.open("rb") as head:
+            if head.read(4) != b"GGUF":
+                raise ConfigError(f"path: {self.path} is not a GGUF model file (it does not start with 'GGUF')")
         self._contexts: OrderedDict[str, Any] = OrderedDict()
 
     def _context(self, preamble: str) -> Any:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sparring.errors import ConfigError, ModelError
 from sparring.models.base import Completion, Mode, Model, Prompt, SamplingParams, models
 from sparring.models.raw_format import raw_stops, render_raw
+from sparring.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +36,23 @@ _RETRY_STATUS = {408, 409, 429}
 # Semaphores belong to the event loop they were first used on, and tests (and
 # sync entry points) run several loops in one process, so the bound is kept per
 # (loop, base_url). A dead loop's entries go away with the loop.
-_LIMITS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
+_LIMITS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[int, asyncio.Semaphore]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
 def endpoint_semaphore(base_url: str, concurrency: int) -> asyncio.Semaphore:
-    """The in-flight bound for ``base_url`` on the running loop; the first caller's ``concurrency`` wins."""
+    """The in-flight bound for ``base_url`` on the running loop, shared by every model using that endpoint.
+
+    Two models that declare different bounds for one endpoint are a config error, not a silent
+    first-caller-wins: the shared bound would otherwise depend on which model spoke first.
+    """
     per_loop = _LIMITS.setdefault(asyncio.get_running_loop(), {})
-    return per_loop.setdefault(base_url, asyncio.Semaphore(concurrency))
+    bound, semaphore = per_loop.setdefault(base_url, (concurrency, asyncio.Semaphore(concurrency)))
+    if bound != concurrency:
+        raise ConfigError(f"concurrency: models on {redact(base_url)} declare {bound} and {concurrency}; "
+                          "one endpoint has one bound, so give them the same value")
+    return semaphore
 
 
 def retry_after_seconds(value: str | None, cap: float) -> float | None:

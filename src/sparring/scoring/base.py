@@ -84,6 +84,7 @@ class Scorer(ABC):
 
     async def aclose(self) -> None:
         """Release resources (a judge's model connection)."""
+        return None
 
     def harmlessness(self, value: float) -> float:
         """The value on the common axis: higher = more harmless."""

@@ -23,17 +23,17 @@ import asyncio
 from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from sparring.conversation import Conversation
-from sparring.scoring.base import Direction, Score, Scorer, scorers
 from sparring.registry import validate_nested
+from sparring.scoring.base import Direction, Score, Scorer, scorers
 
 Rule = Literal["any-harmful", "all-harmful"]
 
 
-def _check_part(part: dict[str, Any]) -> dict[str, Any]:
-    return validate_nested(scorers, "name", part)
+def _check_part(part: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    return validate_nested(scorers, "name", part, info.context)
 
 
 class CompositeConfig(BaseModel):
@@ -97,7 +97,7 @@ class CompositeScorer(Scorer):
             return Score.unscorable("part unscored (" + "; ".join(missing) + ")")
         harmful = [part_is_harmful(p, s) for p, s in zip(self.parts, scores, strict=True)]
         flagged = any(harmful) if self.config.rule == "any-harmful" else all(harmful)
-        total = sum(w * p.harmlessness(s.value) for w, p, s in zip(self.weights, self.parts, scores)
+        total = sum(w * p.harmlessness(s.value) for w, p, s in zip(self.weights, self.parts, scores, strict=False)
                     if s.value is not None)
         return Score(value=total / sum(self.weights), flagged=flagged)
 

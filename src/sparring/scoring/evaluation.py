@@ -114,7 +114,7 @@ def _read_xstest(path: Path, prompts_path: Path) -> list[LabelledExample]:
     return out
 
 
-def auroc(harm: Sequence[float], labels: Sequence[bool]) -> float:
+def auroc(harm: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndarray) -> float:
     """Probability that a harmful example gets a higher harm score than a harmless one (ties count half)."""
     from scipy.stats import rankdata
 
@@ -135,7 +135,7 @@ async def evaluate_labelled(scorer: Scorer, examples: Sequence[LabelledExample])
         context = Conversation()
         context.add_human(example.prompt)
         items.append((context, example.response))
-    judged = [(score, example) for score, example in zip(await scorer.score_batch(items), examples) if score.scored]
+    judged = [(score, example) for score, example in zip(await scorer.score_batch(items), examples, strict=False) if score.scored]
     predicted = [score.flagged == scorer.flag_is_harmful for score, _ in judged]
     harm = [-scorer.harmlessness(score.value) for score, _ in judged]  # type: ignore[arg-type]
     labels = [example.harmful for _, example in judged]
@@ -165,12 +165,13 @@ async def pairwise_agreement(scorer: Scorer, pairs: Sequence[ComparisonPair]) ->
                   (Conversation(turns=rejected.turns[:-1]), rejected.turns[-1].text)]
     scores = await scorer.score_batch(items)
     judged = [(scorer.harmlessness(a.value), scorer.harmlessness(b.value))  # type: ignore[arg-type]
-              for a, b in zip(scores[::2], scores[1::2]) if a.scored and b.scored]
+              for a, b in zip(scores[::2], scores[1::2], strict=False) if a.scored and b.scored]
     wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in judged)
     return wins / len(judged) if judged else float("nan")
 
 
-def within_group_auroc(harm: Sequence[float], labels: Sequence[bool], groups: Sequence[str]) -> float:
+def within_group_auroc(harm: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndarray,
+                       groups: Sequence[str]) -> float:
     """AUROC counted only over (harmful, harmless) pairs that share a goal: does the judge read the response?
 
     A judge that keys on the request alone scores 0.5 here however well it does overall.
@@ -193,12 +194,13 @@ def within_group_auroc(harm: Sequence[float], labels: Sequence[bool], groups: Se
     return float(wins / comparisons) if comparisons else float("nan")
 
 
-def expected_calibration_error(probabilities: Sequence[float], labels: Sequence[bool], bins: int = 10) -> tuple[float, list[dict[str, float]]]:
+def expected_calibration_error(probabilities: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndarray,
+                               bins: int = 10) -> tuple[float, list[dict[str, float]]]:
     """ECE over equal-width bins of P(harmful), and the reliability table (bin, n, mean P, share harmful)."""
     p, t = np.asarray(probabilities, dtype=float), np.asarray(labels, dtype=float)
     table, error = [], 0.0
     edges = np.linspace(0.0, 1.0, bins + 1)
-    for low, high in zip(edges[:-1], edges[1:]):
+    for low, high in zip(edges[:-1], edges[1:], strict=False):
         inside = (p >= low) & ((p < high) if high < 1.0 else (p <= high))
         if inside.any():
             confidence, observed = float(p[inside].mean()), float(t[inside].mean())
@@ -208,7 +210,8 @@ def expected_calibration_error(probabilities: Sequence[float], labels: Sequence[
     return float(error), table
 
 
-def balanced_threshold(harm: Sequence[float], labels: Sequence[bool], sources: Sequence[str]) -> float:
+def balanced_threshold(harm: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndarray,
+                       sources: Sequence[str]) -> float:
     """The harm cut (harmful iff harm > cut) with the best balanced accuracy averaged over sources.
 
     Averaging per source keeps one large source from setting the cut for all;

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -29,6 +29,7 @@ from sparring.compute_thread import run_on_compute_thread
 from sparring.conversation import Conversation, Role
 from sparring.errors import ConfigError
 from sparring.models.llamacpp import open_gguf
+from sparring.registry import ConfigPath
 from sparring.scoring.base import Direction, Score, Scorer, scorers
 from sparring.scoring.guard_formats import (
     SHIELDGEMMA_POLICIES,
@@ -38,6 +39,9 @@ from sparring.scoring.guard_formats import (
     make_format,
 )
 from sparring.scoring.guard_formats import Role as GuardRole
+
+ShieldGemmaPolicy = Literal["dangerous", "harassment", "hate", "sexual"]
+"""The keys of ``SHIELDGEMMA_POLICIES``, in its order."""
 
 REPLY_TOKENS: dict[str, int] = {"llama-guard-3": 12, "qwen3guard": 24, "shieldgemma": 3, "granite-guardian": 3}
 """Enough tokens for each format's verdict (and Llama Guard's and Qwen3Guard's category line)."""
@@ -56,14 +60,15 @@ def _existing_gguf(value: str) -> str:
 class GuardConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(description="a guard model GGUF file you have; nothing is downloaded")
+    path: ConfigPath = Field(description="a guard model GGUF file you have; nothing is downloaded")
     format: FormatName = Field(description="the model's prompt and verdict format")
     n_ctx: int = Field(4096, ge=512, description="context size; earlier turns are dropped to fit")
     n_threads: int | None = Field(None, ge=1)
     max_tokens: int | None = Field(None, ge=1, le=256, description="reply tokens to decode; default per format")
     controversial_is_unsafe: bool = Field(True, description="qwen3guard: read 'Controversial' as unsafe")
-    policies: list[Literal["dangerous", "harassment", "hate", "sexual"]] = Field(
-        default_factory=lambda: list(SHIELDGEMMA_POLICIES), min_length=1,
+    policies: list[ShieldGemmaPolicy] = Field(
+        default_factory=lambda: cast(list[ShieldGemmaPolicy], list(SHIELDGEMMA_POLICIES)),  # its keys, all of them
+        min_length=1,
         description="shieldgemma: the policies asked, one prompt each; unsafe if any is violated",
     )
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sparring.compute_thread import run_on_compute_thread
 from sparring.conversation import Conversation
 from sparring.errors import ConfigError
+from sparring.registry import ConfigPath
 from sparring.scoring.base import Direction, Score, Scorer, scorers
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 class PMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str | None = Field(None, description="a PM directory from `sparring pm train`; default: the shipped PM")
+    path: ConfigPath | None = Field(None, description="a PM directory from `sparring pm train`; default: the shipped PM")
     threshold: float | None = Field(None, description="override the PM's documented harmful/not threshold")
 
 

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from sparring.conversation import Conversation
 from sparring.errors import ConfigError, ModelError
@@ -89,10 +89,10 @@ class LLMJudgeConfig(BaseModel):
 
     @field_validator("model", mode="before")
     @classmethod
-    def _check_model(cls, value: Any) -> dict[str, Any]:
+    def _check_model(cls, value: Any, info: ValidationInfo) -> dict[str, Any]:
         if not isinstance(value, Mapping):
             raise ValueError("expected a table such as {backend = \"llamacpp\"}")
-        return validate_nested(models, "backend", {"backend": "llamacpp", **value})
+        return validate_nested(models, "backend", {"backend": "llamacpp", **value}, info.context)
 
     @field_validator("rubric")
     @classmethod

@@ -6,13 +6,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy import Engine, Row, Table, bindparam, func, insert, select, update
 
 from sparring.conversation import Conversation, Role, Sample, Turn
 from sparring.errors import ConfigError
+from sparring.redaction import redact_database_url
 from sparring.store.database import connect
 from sparring.store.schema import (
+    Base,
     ConversationRow,
     PairRow,
     RunRow,
@@ -27,12 +30,17 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def _table(model: type[Base]) -> Table:
+    """A mapped class's Core table: ``__table__`` is typed FromClause, but a declarative class's is a Table."""
+    return cast(Table, model.__table__)
+
+
 # Core tables and prepared statements: the write path runs executemany, not the ORM's per-row work.
-UTTERANCES = UtteranceRow.__table__
-SCORES = ScoreRow.__table__
-PAIRS = PairRow.__table__
-TRANSCRIPT_SCORES = TranscriptScoreRow.__table__
-CONVERSATIONS = ConversationRow.__table__
+UTTERANCES = _table(UtteranceRow)
+SCORES = _table(ScoreRow)
+PAIRS = _table(PairRow)
+TRANSCRIPT_SCORES = _table(TranscriptScoreRow)
+CONVERSATIONS = _table(ConversationRow)
 _SET_PROGRESS = (
     CONVERSATIONS.update().where(CONVERSATIONS.c.id == bindparam("cid"))
     .values(n_turns=bindparam("n"), status="open", error=None)
@@ -98,9 +106,9 @@ class StoredConversation:
 class Store:
     """Sync persistence API; the async engine calls it from a worker thread."""
 
-    def __init__(self, url: str, pool_size: int = 5, pre_ping: bool = True) -> None:
+    def __init__(self, url: str, pool_size: int = 5, pre_ping: bool = True, migrate: bool = True) -> None:
         self.url = url
-        self.engine: Engine = connect(url, pool_size, pre_ping)
+        self.engine: Engine = connect(url, pool_size, pre_ping, migrate)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -111,8 +119,8 @@ class Store:
         run_id: str,
         config_hash: str,
         config_toml: str,
-        components: dict,
-        targets: Sequence[dict],
+        components: dict[str, Any],
+        targets: Sequence[dict[str, Any]],
         units: Sequence[UnitRecord],
     ) -> bool:
         """Create the run and its plan, or check that an existing run has the same config.
@@ -123,7 +131,7 @@ class Store:
         with self.engine.begin() as conn:
             row = conn.execute(select(RunRow.config_hash).where(RunRow.id == run_id)).first()
             existed = row is not None
-            if existed and row.config_hash != config_hash:
+            if row is not None and row.config_hash != config_hash:
                 raise ConfigError(
                     f"run {run_id!r} already exists with a different configuration; "
                     "choose another --run-id to start a new run"
@@ -153,7 +161,7 @@ class Store:
             row = conn.execute(select(RunRow).where(RunRow.id == run_id)).first()
         if row is None:
             known = ", ".join(self.run_ids()[-10:]) or "none yet"
-            raise ConfigError(f"no run {run_id!r} in {self.url}; recent runs: {known}")
+            raise ConfigError(f"no run {run_id!r} in {redact_database_url(self.url)}; recent runs: {known}")
         return row  # type: ignore[return-value]
 
     def run_ids(self) -> list[str]:
@@ -179,9 +187,9 @@ class Store:
     # -- writes -----------------------------------------------------------------------------
     def apply(self, writes: Iterable[Write]) -> None:
         """Apply writes in one transaction (group commit); rows go in with executemany."""
-        utterances: list[dict] = []
-        scores: list[dict] = []
-        pairs: list[dict] = []
+        utterances: list[dict[str, Any]] = []
+        scores: list[dict[str, Any]] = []
+        pairs: list[dict[str, Any]] = []
         progress: dict[str, int] = {}
         finishes: list[FinishWrite] = []
         errors: list[ErrorWrite] = []
@@ -220,8 +228,8 @@ class Store:
             rows = list(conn.execute(query.order_by(ConversationRow.target, ConversationRow.attack,
                                                     ConversationRow.item_id, ConversationRow.repetition)))
             ids = [r.id for r in rows]
-            utterances: dict[str, list] = defaultdict(list)
-            sample_scores: dict[tuple[str, int, int], list] = defaultdict(list)
+            utterances: dict[str, list[Row[Any]]] = defaultdict(list)
+            sample_scores: dict[tuple[str, int, int], list[Row[Any]]] = defaultdict(list)
             compared: dict[tuple[str, int], list[int]] = defaultdict(list)
             transcript: dict[str, dict[tuple[str, str], float]] = defaultdict(dict)
             for chunk in _chunks(ids, 500):
@@ -267,7 +275,8 @@ class Store:
             return {r.conversation_id: list(r.tags) for r in rows if r.tags}
 
 
-def _turn_rows(write: TurnWrite, utterances: list[dict], scores: list[dict], pairs: list[dict]) -> None:
+def _turn_rows(write: TurnWrite, utterances: list[dict[str, Any]], scores: list[dict[str, Any]],
+               pairs: list[dict[str, Any]]) -> None:
     cid = write.conversation_id
     for index, turn in write.turns:
         for s_index, sample in enumerate(turn.samples):
@@ -283,7 +292,7 @@ def _turn_rows(write: TurnWrite, utterances: list[dict], scores: list[dict], pai
                               "rejected_sample": turn.picked, "source": write.pair_source})
 
 
-def score_rows(conversation_id: str, turn_index: int, sample_index: int, sample: Sample) -> list[dict]:
+def score_rows(conversation_id: str, turn_index: int, sample_index: int, sample: Sample) -> list[dict[str, Any]]:
     """The ``scores`` rows of one sample: a value and flag per scorer, or NULLs and the unscored reason."""
     key = {"conversation_id": conversation_id, "turn_index": turn_index, "sample_index": sample_index}
     rows = [{**key, "scorer": scorer, "value": value, "flagged": sample.flagged.get(scorer, False), "unscored": None}
@@ -293,11 +302,11 @@ def score_rows(conversation_id: str, turn_index: int, sample_index: int, sample:
     return rows
 
 
-def _rebuild_turns(cid: str, rows: list, scores: dict[tuple[str, int, int], list],
+def _rebuild_turns(cid: str, rows: list[Row[Any]], scores: dict[tuple[str, int, int], list[Row[Any]]],
                    compared: dict[tuple[str, int], list[int]]) -> list[Turn]:
     """Turns as stored; an assistant turn's ``compared`` is the samples its stored comparison pairs name."""
     turns: list[Turn] = []
-    by_turn: dict[int, list] = defaultdict(list)
+    by_turn: dict[int, list[Row[Any]]] = defaultdict(list)
     for row in rows:
         by_turn[row.turn_index].append(row)
     for index in sorted(by_turn):

@@ -8,6 +8,7 @@ sample), so writing a turn twice fails loudly instead of double counting.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -35,7 +36,7 @@ class RunRow(Base):
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     config_hash: Mapped[str] = mapped_column(String(64))
     config_toml: Mapped[str] = mapped_column(Text)
-    components: Mapped[dict] = mapped_column(JSON)  # specs of targets, attacks, scorers: what produced the results
+    components: Mapped[dict[str, Any]] = mapped_column(JSON)  # specs of targets, attacks, scorers: what produced the results
     status: Mapped[str] = mapped_column(String(16))  # running | stopped | incomplete | finished
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -48,7 +49,7 @@ class TargetRow(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     size: Mapped[str] = mapped_column(String(32))
     model_type: Mapped[str] = mapped_column(String(64))
-    spec: Mapped[dict] = mapped_column(JSON)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class ConversationRow(Base):
@@ -135,4 +136,4 @@ class PairRow(Base):
     turn_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     chosen_sample: Mapped[int] = mapped_column(Integer, primary_key=True)
     rejected_sample: Mapped[int] = mapped_column(Integer)
-    source: Mapped[str] = mapped_column(String(128))  # e.g. "scorer:refusal" or "person:<id>"
+    source: Mapped[str] = mapped_column(String(128))  # e.g. "picker:refusal" ("scorer:..." before pickers) or "person:<id>"

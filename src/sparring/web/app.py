@@ -23,10 +23,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sparring.store.campaign_schema import CampaignRow
+from sparring.store.opening import open_store
 from sparring.store.schema import RunRow
 from sparring.web import accounts, campaigns, red_team, reviews, wellbeing
 from sparring.web.context import WebContext
-from sparring.web.database_access import open_store
 from sparring.web.pages import redirect, render
 from sparring.web.request_limits import RequestLimits
 from sparring.web.security import SESSION_COOKIE, LoginRequired, Viewer, find_viewer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections import defaultdict
+from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -13,12 +14,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from sparring.errors import ConfigError
+from sparring.redaction import redact
 from sparring.registry import format_validation_error
 from sparring.store.campaign_schema import CampaignRow, ReviewRow
 from sparring.store.schema import ConversationRow, RunRow, TargetRow, UtteranceRow
 from sparring.web.context import WebContext, utcnow, web_context
 from sparring.web.pages import redirect, render
-from sparring.web.redaction import redact
 from sparring.web.security import Action, Viewer, action, page
 from sparring.web.targets_config import (
     DEFAULT_TARGETS_TOML,
@@ -74,7 +75,7 @@ def parse_campaign_form(data: dict[str, str]) -> CampaignForm:
         form = CampaignForm.model_validate({k: v for k, v in data.items() if v != "" or k == "topics"})
     except ValidationError as error:
         raise ConfigError(format_validation_error(error, "")) from None
-    parse_targets(form.targets_toml, "targets_toml")
+    parse_targets(form.targets_toml, "targets_toml", form.responses_per_turn)
     return form
 
 
@@ -84,7 +85,7 @@ def _slug(name: str) -> str:
 
 def create_campaign(db: Session, form: CampaignForm) -> CampaignRow:
     """A run row, its targets and the campaign row: the caller's transaction commits all or nothing."""
-    config = parse_targets(form.targets_toml, "targets_toml")
+    config = parse_targets(form.targets_toml, "targets_toml", form.responses_per_turn)
     components = build_targets(config)  # cheap: models load their weights on first use
     campaign_id = f"{_slug(form.name)}-{secrets.token_hex(3)}"
     run_id = f"campaign-{campaign_id}"
@@ -105,10 +106,10 @@ def create_campaign(db: Session, form: CampaignForm) -> CampaignRow:
     return campaign
 
 
-def progress(db: Session, campaign: CampaignRow) -> dict:
+def progress(db: Session, campaign: CampaignRow) -> dict[str, Any]:
     """Per target: conversations by status, human turns, picks, mean rating; plus review counts."""
     run_id = campaign.run_id
-    rows: dict[str, dict] = {}
+    rows: dict[str, dict[str, Any]] = {}
     for target in db.scalars(select(TargetRow).where(TargetRow.run_id == run_id).order_by(TargetRow.name)):
         rows[target.name] = {"target": target.name, "model": target.spec.get("model", {}).get("name", ""),
                              "intervention": target.spec.get("intervention", {}).get("name", ""),

@@ -14,14 +14,15 @@ import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from sparring.conversation import Conversation, Role, Sample
 from sparring.experiments.build import unit_id
 from sparring.store.campaign_schema import AttemptRow, CampaignRow, TaskRow
+from sparring.store.repository import score_rows
 from sparring.store.schema import (
     ConversationRow,
     PairRow,
@@ -29,7 +30,6 @@ from sparring.store.schema import (
     TranscriptScoreRow,
     UtteranceRow,
 )
-from sparring.store.repository import score_rows
 from sparring.web.context import utcnow
 
 State = Literal["awaiting_human", "awaiting_pick", "awaiting_model", "finished", "skipped"]
@@ -253,12 +253,12 @@ def pick(db: Session, conversation_id: str, index: int, sample: int, n_samples: 
     earlier = aliased(UtteranceRow)
     already = select(earlier.sample_index).where(earlier.conversation_id == conversation_id,
                                                  earlier.turn_index == index, earlier.picked.is_(True)).exists()
-    changed = db.execute(
+    changed = cast(CursorResult[Any], db.execute(  # an UPDATE's result is a CursorResult at runtime
         update(UtteranceRow).where(UtteranceRow.conversation_id == conversation_id, UtteranceRow.turn_index == index,
                                    UtteranceRow.sample_index == sample, UtteranceRow.role == Role.ASSISTANT.value,
                                    ~already)
         .values(picked=True).execution_options(synchronize_session=False)
-    ).rowcount
+    )).rowcount
     if not changed:
         return False
     for other in range(n_samples):
@@ -272,9 +272,10 @@ def finish(db: Session, view: ConversationView, rating: int, tags: list[str],
            transcript_scores: dict[tuple[str, str], float]) -> None:
     """Only an open conversation is finished: the guarded update is the check, so a second server
     process ending it at the same moment writes nothing."""
-    ended = db.execute(update(ConversationRow).where(ConversationRow.id == view.id, ConversationRow.status == "open")
-                       .values(status="finished", rating=float(rating), finished_at=utcnow(),
-                               n_turns=len(view.turns), error=None)).rowcount
+    ended = cast(CursorResult[Any], db.execute(  # an UPDATE's result is a CursorResult at runtime
+        update(ConversationRow).where(ConversationRow.id == view.id, ConversationRow.status == "open")
+        .values(status="finished", rating=float(rating), finished_at=utcnow(), n_turns=len(view.turns), error=None)
+    )).rowcount
     if not ended:
         return
     db.execute(update(AttemptRow).where(AttemptRow.conversation_id == view.id).values(tags=tags or None))
@@ -285,8 +286,9 @@ def finish(db: Session, view: ConversationView, rating: int, tags: list[str],
 
 
 def skip(db: Session, view: ConversationView) -> None:
-    skipped = db.execute(update(ConversationRow).where(ConversationRow.id == view.id,
-                                                       ConversationRow.status == "open").values(status="skipped"))
+    skipped = cast(CursorResult[Any], db.execute(  # an UPDATE's result is a CursorResult at runtime
+        update(ConversationRow).where(ConversationRow.id == view.id, ConversationRow.status == "open").values(status="skipped")
+    ))
     if not skipped.rowcount:
         return
     db.execute(update(AttemptRow).where(AttemptRow.conversation_id == view.id).values(skipped=True))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -24,7 +25,13 @@ _HASHING_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="argon2")
 _WAITING_LOCK = threading.Lock()
 _waiting = 0  # verifications queued for or running on the hashing thread, in this process
 # Verifying against this when the username is unknown makes both failures take the same time.
-_DUMMY_HASH = _HASHER.hash("not a password of anyone")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so a miss costs a hash too; made on first use, not import."""
+    return _HASHER.hash("not a password of anyone")
+
 
 MIN_PASSWORD_CHARS = 8
 
@@ -39,7 +46,7 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
         with _ONE_AT_A_TIME:
-            return _HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+            return _HASHER.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

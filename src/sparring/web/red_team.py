@@ -22,15 +22,15 @@ from starlette.concurrency import run_in_threadpool
 from sparring.conversation import Sample
 from sparring.errors import ModelError
 from sparring.models.base import SamplingParams
+from sparring.redaction import redact
 from sparring.scoring.aggregate import transcript_scores
-from sparring.store.campaign_schema import CampaignRow, TaskRow
-from sparring.store.schema import RunRow, TargetRow
+from sparring.store.campaign_schema import AttemptRow, CampaignRow, TaskRow
+from sparring.store.schema import ConversationRow, RunRow, TargetRow
 from sparring.web import conversations as store
 from sparring.web.context import WebContext, web_context
 from sparring.web.conversations import ConversationView
 from sparring.web.pages import redirect, render
 from sparring.web.ratings import check_judgement
-from sparring.web.redaction import redact
 from sparring.web.request_limits import RowId
 from sparring.web.security import Action, Viewer, action, page
 from sparring.web.targets_config import CampaignComponents
@@ -108,7 +108,8 @@ def task_page(request: Request, task_id: RowId, viewer: Viewer = Depends(page(*R
     return _task(request, viewer, task, campaign, attempts, suggestions, ctx)
 
 
-def _task(request: Request, viewer: Viewer, task: TaskRow, campaign: CampaignRow, attempts: list, suggestions: list[str],
+def _task(request: Request, viewer: Viewer, task: TaskRow, campaign: CampaignRow,
+          attempts: list[tuple[AttemptRow, ConversationRow]], suggestions: list[str],
           ctx: WebContext, status_code: int = 200, **extra: object) -> Response:
     return render(request, "task.html", status_code=status_code, viewer=viewer, task=task, campaign=campaign,
                   attempts=attempts, number=len(attempts) + 1, suggestions=suggestions,

@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sparring.errors import ConfigError
 from sparring.experiments.build import LiveComponents, build_target_set
 from sparring.experiments.config import (
     ModelEntry,
     SamplingConfig,
     ScorerEntry,
     TargetEntry,
+    check_components,
     parse_toml_as,
 )
-from sparring.interventions import Target, interventions
-from sparring.models import Model, models
-from sparring.scoring import Scorer, scorers
+from sparring.interventions import Target
+from sparring.models import Model
+from sparring.scoring import Scorer
 
 DEFAULT_TARGETS_TOML = """\
 # Targets red teamers are assigned to at random (blind). Same format as an experiment config.
@@ -74,17 +75,10 @@ class CampaignTargetsConfig(BaseModel):
         return self
 
 
-def parse_targets(text: str, source: str = "targets") -> CampaignTargetsConfig:
+def parse_targets(text: str, source: str = "targets", responses_per_turn: int = 2) -> CampaignTargetsConfig:
     """Parse and validate; raises ConfigError naming the source and the key path."""
     config = parse_toml_as(text, CampaignTargetsConfig, source)
-    try:
-        for i, model in enumerate(config.models):
-            models.validate(model.backend, model.args, where=f"models[{i}]")
-        for i, target in enumerate(config.targets):
-            interventions.validate(target.intervention, target.args, where=f"targets[{i}]")
-        scorers.validate(config.scorer.name, config.scorer.args, where="scorer")
-    except ConfigError as error:
-        raise ConfigError(f"{source}: {error}") from None
+    check_components(config.models, config.targets, config.scorer, source, responses_per_turn)
     return config
 
 
@@ -102,7 +96,7 @@ class CampaignComponents(LiveComponents):
     extra_scorers: list[Scorer]
     sampling: SamplingConfig
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """The run's ``components``: what produced the results (export reads ``primary_scorer``)."""
         return {
             "targets": [t.describe() for t in self.targets.values()],

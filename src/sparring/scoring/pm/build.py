@@ -15,16 +15,22 @@ from typing import Any
 
 import numpy as np
 
-from sparring.datasets.harm_labels import PAIRS_FILE, SOURCES, LabelledRow, load_labelled, load_pairs
+from sparring.datasets.harm_labels import PAIRS_FILE, SOURCES, LabelledRow, load_pairs
 from sparring.datasets.hh_rlhf import ComparisonPair
 from sparring.errors import DataFormatError
 from sparring.scoring.evaluation import balanced_threshold
 from sparring.scoring.pm.model import MODEL_FILE, TOKENIZER_FILE, PreferenceModel
 from sparring.scoring.pm.pairs import (
-    HELDOUT_FRACTION, SPLIT_RULE, SPLIT_SALT, accuracy_from_scores, cap_pairs, file_sha256, split_pairs, utterances,
+    HELDOUT_FRACTION,
+    SPLIT_RULE,
+    SPLIT_SALT,
+    accuracy_from_scores,
+    file_sha256,
+    split_pairs,
+    utterances,
 )
 from sparring.scoring.pm.train import Recipe, TrainingTexts, fit, fresh_network, lower_states, predict
-from sparring.scoring.pm.training_data import cap_per_source, training_texts
+from sparring.scoring.pm.training_data import training_texts
 
 Log = Callable[[str], None]
 THRESHOLD_RULE = ("the harm-logit cut with the best balanced accuracy averaged over the training sources, "

@@ -55,8 +55,8 @@ def binary_metrics(harm: np.ndarray, labels: np.ndarray, groups: Sequence[str], 
 
 def prepare(data: Path, recipe: Recipe, sources: Sequence[str] | None = None, log: Log | None = None) -> Prepared:
     """Load, cap and encode every source and the hh-rlhf pairs once; run the frozen layers once."""
-    from sparring.scoring.pm.minilm import bundled_model_dir
     from sparring.scoring.pm.inputs import PairEncoder
+    from sparring.scoring.pm.minilm import bundled_model_dir
 
     rows = cap_per_source(load_labelled(data, list(sources) if sources else None), recipe.per_source, recipe.seed)
     pairs = load_pairs(data)
@@ -74,7 +74,7 @@ def fold_texts(prepared: Prepared, keep: np.ndarray) -> TrainingTexts:
     """The training texts of one fold: the kept labelled rows and the training pairs."""
     indices = prepared.texts.labelled[keep]
     labels = prepared.texts.labels[keep]
-    sources = [row.source for row, kept in zip(prepared.rows, keep) if kept]
+    sources = [row.source for row, kept in zip(prepared.rows, keep, strict=False) if kept]
     return replace(prepared.texts, labelled=indices, labels=labels, weights=balanced_weights(sources, labels),
                    pairs=prepared.train_pairs)
 
@@ -93,9 +93,9 @@ def leave_one_source_out(prepared: Prepared, recipe: Recipe, log: Log | None = N
         fit(network, prepared.states, fold_texts(prepared, ~held), recipe, log)
         train_indices = [int(i) for i in prepared.texts.labelled[~held]]
         cut = balanced_threshold(predict(network, prepared.states, train_indices, recipe.upper_layers),
-                                 prepared.texts.labels[~held].astype(bool), [s for s, h in zip(sources, held) if not h])
+                                 prepared.texts.labels[~held].astype(bool), [s for s, h in zip(sources, held, strict=False) if not h])
         harm = predict(network, prepared.states, [int(i) for i in prepared.texts.labelled[held]], recipe.upper_layers)
-        groups = [row.example.group for row, h in zip(prepared.rows, held) if h]
+        groups = [row.example.group for row, h in zip(prepared.rows, held, strict=False) if h]
         results[name] = {"labels": SOURCES[name].labels, **binary_metrics(harm, prepared.texts.labels[held], groups, cut)}
         pair_accuracy.append(heldout_pair_accuracy(network, prepared))
         if log:

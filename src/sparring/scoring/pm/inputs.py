@@ -55,9 +55,10 @@ class PairEncoder:
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
         self.request_tokens, self.max_tokens = request_tokens, max_tokens
-        self.cls_id, self.sep_id, self.pad_id = (self.tokenizer.token_to_id(t) for t in (CLS, SEP, PAD))
-        if None in (self.cls_id, self.sep_id, self.pad_id):
+        cls_id, sep_id, pad_id = (self.tokenizer.token_to_id(t) for t in (CLS, SEP, PAD))
+        if cls_id is None or sep_id is None or pad_id is None:
             raise ValueError(f"{tokenizer_file}: not a BERT word-piece tokenizer (no {CLS}/{SEP}/{PAD})")
+        self.cls_id, self.sep_id, self.pad_id = cls_id, sep_id, pad_id
 
     def _pieces(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
@@ -68,7 +69,7 @@ class PairEncoder:
         heads = [response[: self.max_tokens * 8] for response in responses]
         tails = [request[-self.request_tokens * 8:] for request in requests]
         out = []
-        for request, response in zip(self._pieces(tails), self._pieces(heads)):
+        for request, response in zip(self._pieces(tails), self._pieces(heads), strict=False):
             request = request[-self.request_tokens:]
             first = [self.cls_id, *request, self.sep_id]
             room = self.max_tokens - len(first) - 1

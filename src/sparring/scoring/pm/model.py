@@ -63,9 +63,6 @@ class PreferenceModel:
         """Harmlessness scores (float64), one per response given its HH context; higher = more harmless."""
         return -self.harm_logits([last_request(c) for c in contexts], responses)
 
-    def is_harmful(self, scores: np.ndarray) -> np.ndarray:
-        return scores < self.threshold
-
     def save(self, directory: Path) -> None:
         """Write the artifact to ``directory`` (the network and tokenizer are copied as they are)."""
         directory = Path(directory)

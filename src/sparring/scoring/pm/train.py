@@ -59,7 +59,7 @@ class TrainingTexts:
 
 def balanced_weights(sources: Sequence[str], labels: np.ndarray) -> np.ndarray:
     """Weights with the mean 1 that give every (source, class) cell of a source the same total."""
-    keys = list(zip(sources, labels.astype(int).tolist()))
+    keys = list(zip(sources, labels.astype(int).tolist(), strict=False))
     cells: dict[tuple[str, int], int] = {}
     for key in keys:
         cells[key] = cells.get(key, 0) + 1
@@ -148,7 +148,7 @@ def fit(network: JudgeNetwork, states: Sequence[np.ndarray], texts: TrainingText
                 both = network.upper(hidden, mask, start).view(-1, 2)
                 loss = loss + (recipe.pair_weight if batch else 1.0) * torch.nn.functional.softplus(both[:, 0] - both[:, 1]).mean()
             optimizer.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)  # loss.backward(), which torch leaves unannotated
             optimizer.step()
             schedule.step()
             if log is not None and step % 50 == 0:

@@ -1,12 +1,8 @@
 """``sparring serve`` and ``sparring users``: run the web app; create, list, deactivate and reset accounts.
 
-Every command ends with one line naming the record it acted on, and one of
-these exit codes (also in each command's help and in the README):
-
-    0  done
-    1  refused: no such user, a username taken, a password too short, a bad role
-    2  the database is unusable (cannot be opened, upgraded or written), or the command line is wrong
-
+Every command ends with one line naming the record it acted on. An account
+action the database refuses (no such user, a name taken, a password too short)
+exits 1; an unusable database is a ``DatabaseUnusable`` for ``main`` (exit 3).
 No path prints a traceback, and no line shows a database password.
 """
 
@@ -14,23 +10,19 @@ from __future__ import annotations
 
 import copy
 import sys
-from typing import Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
 
+from sparring.cli import exit_codes
+from sparring.cli.options import DbOption, open_for_writing
 from sparring.terminal import console, err
 
-EXIT_CODES = "Exit codes: 0 done, 1 refused (no such user, bad input), 2 database unusable or wrong usage."
-EXIT_REFUSED = 1
-EXIT_DATABASE = 2
+if TYPE_CHECKING:
+    from sparring.store import Store
 
-users_app = typer.Typer(no_args_is_help=True, help=f"Accounts of the web app. {EXIT_CODES}")
-
-DbOption = Annotated[
-    Optional[str],
-    typer.Option("--db", help="Database URL (default: $SPARRING_DATABASE_URL, else the SQLite file in the data dir)."),
-]
+users_app = typer.Typer(no_args_is_help=True, help="Accounts of the web app (exit code 1: the database refused the change).")
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin (first line).")]
 Username = Annotated[str, typer.Argument(help="Login name.")]
 
@@ -40,12 +32,12 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _log_config() -> dict:
+def _log_config() -> dict[str, Any]:
     """uvicorn's logging, with every handler redacting secrets and the app's own loggers routed through them."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
-    config.setdefault("filters", {})["redact"] = {"()": "sparring.web.redaction.RedactingFilter"}
+    config.setdefault("filters", {})["redact"] = {"()": "sparring.redaction.RedactingFilter"}
     for handler in config["handlers"].values():
         handler.setdefault("filters", []).append("redact")
     config["loggers"]["sparring"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
@@ -59,25 +51,21 @@ def serve(
     session_hours: Annotated[float, typer.Option(help="Logins expire after this many hours.")] = 12.0,
     secure_cookies: Annotated[bool, typer.Option("--secure-cookies", help="Mark cookies Secure (serve over HTTPS).")] = False,
     model_timeout: Annotated[float, typer.Option(help="Seconds before a model call is shown as failed, with Retry.")] = 120.0,
-    forwarded_allow_ips: Annotated[Optional[str], typer.Option(
+    forwarded_allow_ips: Annotated[str | None, typer.Option(
         "--forwarded-allow-ips",
         help="Comma-separated addresses of reverse proxies whose X-Forwarded-For/-Proto headers are trusted. "
              "Default: none, so the login limit counts the connecting address.")] = None,
 ) -> None:
-    """Run the human red-team web app (campaigns, red teaming, reviews, admin). Exit code 2: database unusable."""
+    """Run the human red-team web app (campaigns, red teaming, reviews, admin). Exit code 3: database unusable."""
     import uvicorn
 
-    from sparring.store import resolve_database_url
+    from sparring.cli.options import database_url
+    from sparring.redaction import redact_database_url
     from sparring.web import WebSettings, create_app
-    from sparring.web.database_access import DatabaseUnusable
-    from sparring.web.redaction import redact_database_url
 
-    settings = WebSettings(database_url=resolve_database_url(db), session_hours=session_hours,
+    settings = WebSettings(database_url=database_url(db), session_hours=session_hours,
                            secure_cookies=secure_cookies, model_timeout_s=model_timeout)
-    try:
-        app = create_app(settings)
-    except DatabaseUnusable as error:
-        _fail(str(error), EXIT_DATABASE)
+    app = create_app(settings)  # DatabaseUnusable: one line and exit 3 from main
     shown = redact_database_url(settings.database_url)
     proxies = [ip.strip() for ip in (forwarded_allow_ips or "").split(",") if ip.strip()]
     trust = f"; trusting proxy headers from {', '.join(proxies)}" if proxies else ""
@@ -87,20 +75,14 @@ def serve(
                 proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
 
 
-def _open(db: str | None):  # type: ignore[no-untyped-def]
-    from sparring.store import resolve_database_url
-    from sparring.web.database_access import DatabaseUnusable, open_store
-
-    try:
-        return open_store(resolve_database_url(db))
-    except DatabaseUnusable as error:
-        _fail(str(error), EXIT_DATABASE)
+def _open(db: str | None) -> Store:
+    return open_for_writing(db)
 
 
 def _password(password_stdin: bool) -> str:
     if password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
 @users_app.command("add")
@@ -118,7 +100,7 @@ def add_user(
     try:
         user = create_user(store.engine, username, password, role)
     except AccountError as error:
-        _fail(f"user {username}: {error}", EXIT_REFUSED)
+        _fail(f"user {username}: {error}", exit_codes.REFUSED)
     finally:
         store.close()
     console.print(f"created {escape(user.role)} {escape(user.username)} (pseudonym {escape(user.pseudonym)})")
@@ -147,7 +129,7 @@ def _account_change(db: str | None, username: str, change, done: str) -> None:  
     try:
         user, ended = change(store.engine, username)
     except AccountError as error:
-        _fail(f"user {username}: {error}", EXIT_REFUSED)
+        _fail(f"user {username}: {error}", exit_codes.REFUSED)
     finally:
         store.close()
     console.print(f"{done} {escape(user.username)} ({user.role}); {ended} sessions ended", soft_wrap=True)

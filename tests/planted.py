@@ -25,22 +25,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sparring.analysis.dataset import REVIEW_COLUMNS, reviews_path
+from sparring.analysis.dataset import REVIEW_COLUMNS, RedTeamData, read_source, reviews_frame
 from sparring.harm_tags import HARM_TAGS
 
 SIZES = ("2.7B", "13B", "52B")
 MODEL_TYPES = ("plain lm", "context distillation", "rejection sampling", "rlhf")
 PAPER_COUNTS: dict[tuple[str, str], int] = {
-    **dict(zip(((s, "plain lm") for s in SIZES), (1151, 2587, 1414))),
-    **dict(zip(((s, "context distillation") for s in SIZES), (2044, 2174, 17739))),
-    **dict(zip(((s, "rejection sampling") for s in SIZES), (1445, 1263, 1273))),
-    **dict(zip(((s, "rlhf") for s in SIZES), (2498, 2292, 3081))),
+    **dict(zip(((s, "plain lm") for s in SIZES), (1151, 2587, 1414), strict=False)),
+    **dict(zip(((s, "context distillation") for s in SIZES), (2044, 2174, 17739), strict=False)),
+    **dict(zip(((s, "rejection sampling") for s in SIZES), (1445, 1263, 1273), strict=False)),
+    **dict(zip(((s, "rlhf") for s in SIZES), (2498, 2292, 3081), strict=False)),
 }
 PAPER_HARMLESSNESS: dict[tuple[str, str], float] = {
-    **dict(zip(((s, "plain lm") for s in SIZES), (-0.75, -0.77, -0.63))),
-    **dict(zip(((s, "context distillation") for s in SIZES), (-0.65, -0.73, -0.83))),
-    **dict(zip(((s, "rejection sampling") for s in SIZES), (1.49, 1.58, 1.72))),
-    **dict(zip(((s, "rlhf") for s in SIZES), (0.52, 1.43, 1.70))),
+    **dict(zip(((s, "plain lm") for s in SIZES), (-0.75, -0.77, -0.63), strict=False)),
+    **dict(zip(((s, "context distillation") for s in SIZES), (-0.65, -0.73, -0.83), strict=False)),
+    **dict(zip(((s, "rejection sampling") for s in SIZES), (1.49, 1.58, 1.72), strict=False)),
+    **dict(zip(((s, "rlhf") for s in SIZES), (0.52, 1.43, 1.70), strict=False)),
 }
 # Not published per cell: planted to fall as harmlessness rises (1.5 - 0.4 x the cell's mean).
 DEFAULT_RATINGS: dict[tuple[str, str], float] = {k: round(1.5 - 0.4 * v, 2) for k, v in PAPER_HARMLESSNESS.items()}
@@ -147,7 +147,7 @@ def write_planted_release(path: Path, effects: PlantedEffects | None = None, see
          "red_team_member_id": p, "is_upworker": u, "tags": g}
         for t, h, c, r, d, s, p, u, g in zip(
             dialogues[dialogue].tolist(), harmlessness.tolist(), cell.tolist(), ratings.astype(float).tolist(),
-            firsts[dialogue].tolist(), task.tolist(), person_ids[person].tolist(), upworker[person].tolist(), tags)
+            firsts[dialogue].tolist(), task.tolist(), person_ids[person].tolist(), upworker[person].tolist(), tags, strict=False)
     ]
     partial = path.with_name(path.name + ".partial")
     with gzip.open(partial, "wt", encoding="utf-8", compresslevel=1) as handle:
@@ -322,3 +322,20 @@ def _truth_json(truth: PlantedTruth, effects: PlantedEffects) -> dict[str, objec
         "cluster_ids": truth.cluster_ids, "tag_counts": truth.tag_counts, "tag_success_rate": truth.tag_success_rate,
         "kappa": truth.kappa, "kappa_binary": truth.kappa_binary,
     }
+
+
+# -- reading a planted file back ----------------------------------------------------------------------------------
+# The released format has no reviews: the planted reviews live beside the file and only these tests read them.
+
+REVIEWS_SUFFIX = ".reviews.json"
+
+
+def reviews_path(path: Path) -> Path:
+    return path.with_name(path.name.split(".")[0] + REVIEWS_SUFFIX)
+
+
+def read_planted(path: Path) -> RedTeamData:
+    """The released file through the product's reader, with the planted reviews attached."""
+    data = read_source(str(path))
+    reviews = reviews_frame(json.loads(reviews_path(path).read_text("utf-8")))
+    return replace(data, reviews=reviews, notes=[*data.notes, f"reviews from {reviews_path(path).name} (planted)"])

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from sparring.cli.options import DbOption
 from sparring.terminal import console
+
+if TYPE_CHECKING:
+    from sparring.datasets.score_files import ScoredFile
+    from sparring.scoring import Scorer
 
 pm_app = typer.Typer(no_args_is_help=True, help="The harmlessness preference model: train, evaluate.")
 
 ScorerOption = Annotated[str, typer.Option("--scorer", help="Any registered scorer (pm, refusal, composite, ...).")]
-PMOption = Annotated[Optional[Path], typer.Option("--pm", help="A PM directory; default: the shipped PM.")]
+PMOption = Annotated[Path | None, typer.Option("--pm", help="A PM directory; default: the shipped PM.")]
 
 
-def make_scorer(name: str, pm: Path | None):  # type: ignore[no-untyped-def]
+def make_scorer(name: str, pm: Path | None) -> Scorer:
     from sparring.scoring import scorers
 
     args = {"path": str(pm)} if pm is not None and name == "pm" else {}
@@ -28,14 +34,14 @@ def make_scorer(name: str, pm: Path | None):  # type: ignore[no-untyped-def]
 
 def score(
     path: Annotated[Path, typer.Argument(help="Released red-team file, hh-rlhf pairs JSONL, or a `sparring export` directory.")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Default: NAME.scored.EXT beside the input.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: NAME.scored.EXT beside the input.")] = None,
     scorer: ScorerOption = "pm",
     pm: PMOption = None,
 ) -> None:
     """Add harmlessness scores: every assistant utterance given its context, the transcript minimum, the task description."""
     from sparring.datasets.score_files import score_file
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run() -> ScoredFile:
         built = make_scorer(scorer, pm)
         try:
             return await score_file(path, built, output)
@@ -50,15 +56,15 @@ def score(
 
 @pm_app.command("eval")
 def evaluate(
-    files: Annotated[Optional[list[Path]], typer.Argument(
+    files: Annotated[list[Path] | None, typer.Argument(
         help="hh-rlhf pairs (pairwise accuracy) and/or (prompt, response, human label) files: JailbreakBench "
              "artifacts, XSTest completions, or CSV/JSONL with prompt,response,label columns.")] = None,
     scorer: ScorerOption = "pm",
     pm: PMOption = None,
     pool: Annotated[bool, typer.Option("--pool", help="Pool all labelled files into one report.")] = False,
     shared: Annotated[bool, typer.Option("--shared", help="Also every labelled source in the shared data directory, one row each, and its held-out hh-rlhf pairs.")] = False,
-    data: Annotated[Optional[Path], typer.Option("--data", help="The shared data directory for --shared.")] = None,
-    source: Annotated[Optional[list[str]], typer.Option("--source", help="With --shared: only this source (repeatable); 'hh-rlhf' for the held-out pairs.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="The shared data directory for --shared.")] = None,
+    source: Annotated[list[str] | None, typer.Option("--source", help="With --shared: only this source (repeatable); 'hh-rlhf' for the held-out pairs.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Pairwise accuracy on comparisons; agreement, precision, recall, AUROC (overall and within a goal) on human-labelled files."""
@@ -72,9 +78,9 @@ def evaluate(
     labelled = [f for f in files if f not in pairs]
     shared_sets = _shared_sets(_data_dir(data), source) if shared else []
 
-    async def run() -> list[dict]:
+    async def run() -> list[dict[str, Any]]:
         built = make_scorer(scorer, pm)
-        rows: list[dict] = []
+        rows: list[dict[str, Any]] = []
         try:
             for path in pairs:
                 items = list(read_pairs(path))
@@ -131,7 +137,7 @@ def _shared_sets(data: Path, only: list[str] | None) -> list[tuple[str, list, li
     return sets
 
 
-DataOption = Annotated[Optional[Path], typer.Option("--data", help="The shared data directory (default: ../shared/data above the working directory).")]
+DataOption = Annotated[Path | None, typer.Option("--data", help="The shared data directory (default: ../shared/data above the working directory).")]
 
 
 def _data_dir(data: Path | None) -> Path:
@@ -145,10 +151,10 @@ def _data_dir(data: Path | None) -> Path:
 
 @pm_app.command("train")
 def train(
-    files: Annotated[Optional[list[Path]], typer.Argument(help="hh-rlhf pair files and/or (prompt, response, label) files, e.g. from `sparring export`.")] = None,
-    run: Annotated[Optional[list[str]], typer.Option("--run", help="Also train on the comparison pairs collected by this run.")] = None,
-    db: Annotated[Optional[str], typer.Option("--db", help="Database URL for --run.")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Judge directory to write (default: ./pm; with --default: the packaged judge).")] = None,
+    files: Annotated[list[Path] | None, typer.Argument(help="hh-rlhf pair files and/or (prompt, response, label) files, e.g. from `sparring export`.")] = None,
+    run: Annotated[list[str] | None, typer.Option("--run", help="Also train on the comparison pairs collected by this run.")] = None,
+    db: DbOption = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Judge directory to write (default: ./pm; with --default: the packaged judge).")] = None,
     seed: Annotated[int, typer.Option(help="Same seed, same weights (on one machine; across CPUs up to float noise).")] = 0,
     default: Annotated[bool, typer.Option("--default", help="Rebuild the shipped judge from every source in ../shared/data.")] = False,
     cv: Annotated[bool, typer.Option("--cv", help="With --default: also recompute the model card's leave-one-source-out table (six more trainings).")] = False,
@@ -207,8 +213,9 @@ def cross_validate(
     from sparring.scoring.pm.train import Recipe
 
     _require_training()
-    recipe = Recipe(upper_layers=upper_layers, epochs=epochs, per_source=per_source,
-                    **({"learning_rate": 0.0} if frozen else {}))
+    recipe = Recipe(upper_layers=upper_layers, epochs=epochs, per_source=per_source)
+    if frozen:
+        recipe = replace(recipe, learning_rate=0.0)
     result = leave_one_source_out(prepare(_data_dir(data), recipe, log=_stderr_log), recipe, _stderr_log)
     if as_json:
         console.print_json(json.dumps(result))
@@ -259,9 +266,9 @@ def _collect(paths: list[Path], runs: list[str], db: str | None) -> tuple[list, 
         else:
             rows += [LabelledRow(path.name, example) for example in read_labelled(path)]
     if runs:
-        from sparring.store import Store, resolve_database_url
+        from sparring.cli.options import open_for_reading
 
-        store = Store(resolve_database_url(db))
+        store = open_for_reading(db)
         for run_id in runs:
             store.run(run_id)  # a clear error for an unknown run
             for stored in store.conversations(run_id, ["finished"]):
