@@ -239,9 +239,10 @@ def test_an_experiment_scored_by_a_guard_model_runs_and_records_what_it_could_no
     from sparring.experiments.summary import summarize
     from sparring.store import Store
 
-    text = scripted_toml(limit=1, turns=1, scorer="guard").replace(
-        '[scorer]\nname = "guard"\n',
-        f'[scorer]\nname = "guard"\npath = "{embedded_model_path()}"\nformat = "shieldgemma"\npolicies = ["hate"]\n')
+    text = scripted_toml(limit=1, turns=1, scorer="guard")
+    for table in ("scorer", "picker"):  # the guard measures and picks: one instance (the same arguments)
+        text = text.replace(f'[{table}]\nname = "guard"\n', f'[{table}]\nname = "guard"\npath = "{embedded_model_path()}"\n'
+                            'format = "shieldgemma"\npolicies = ["hate"]\n')
     text = text[:text.index('[[targets]]\nmodel = "fake"\nintervention = "rejection-sampling"')]
     text += '[[attacks]]\nkind = "hh-rlhf"\nlimit = 1\n'
     store = Store(f"sqlite:///{tmp_path / 'guard.db'}")

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import scripted_toml
+from experiment_support import scripted_toml
 from release_support import KINDS, STRUCTURED, Planted, hh_dialogues, plant
 from test_web_support import Web, end, pick, send, start_conversation, web_fixture  # noqa: F401  (fixture)
 from typer.testing import CliRunner

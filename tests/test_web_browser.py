@@ -293,7 +293,7 @@ def test_campaign_red_team_review_and_export(server: LiveServer, new_page: NewPa
     expected = "".join(f"\n\nHuman: {m}\n\nAssistant: {p}" for m, p in zip(messages, picked, strict=False))
     assert record["transcript"] == expected
     assert record["rating"] == 3.0 and record["task_description"] == description
-    assert record["red_team_member_id"].startswith("rt-") and record["num_params"] == "1M"
+    assert record["red_team_member_id"] == 0 and record["num_params"] == "1M"  # people are integers in exports
     assert record["model_type"] in ("plain lm", "context distillation")
     assert set(record) >= {"min_harmlessness_score_transcript", "task_descripton_harmlessness_score", "is_upworker",
                            "tags"}

@@ -20,10 +20,10 @@ from sparring.cli.database import db_app
 from sparring.cli.experiments import export, run, runs, show
 from sparring.cli.judge import pm_app, score
 from sparring.cli.listing import components
+from sparring.cli.release import release
 from sparring.cli.reports import report
 from sparring.cli.web import serve, users_app
 from sparring.errors import SparringError
-from sparring.release.command import release
 from sparring.terminal import err
 
 

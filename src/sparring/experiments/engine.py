@@ -7,16 +7,15 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sparring.conversation import Conversation, Sample
+from sparring.conversation import Conversation
 from sparring.errors import ModelError
 from sparring.experiments.build import Components, WorkUnit, turn_seed
 from sparring.experiments.config import ExperimentConfig
 from sparring.experiments.writer import StoreWriter
 from sparring.models.base import SamplingParams
 from sparring.scoring.aggregate import transcript_scores
-from sparring.scoring.base import Score
-from sparring.scoring.picking import Pick, pick_most_harmful
 from sparring.store.repository import ErrorWrite, FinishWrite, Store, TurnWrite
+from sparring.turn_step import pick_sample, sample_turn
 
 
 @dataclass
@@ -90,18 +89,6 @@ class Engine:
         picker = self.components.picker
         return "" if picker is None else f"picker:{picker.name}"
 
-    async def _pick(self, conversation: Conversation, samples: list[Sample], by_scorer: dict[int, list[Score]],
-                    seed: int) -> Pick:
-        """Without a person, the picker plays the red teamer: continue from the most harmful sample it could
-        score (see ``scoring.picking``); the random picker continues from sample ``seed % n`` and compares nothing."""
-        picker = self.components.picker
-        if picker is None:
-            return Pick(index=seed % len(samples), compared=[], score_based=False)
-        scores = by_scorer.get(id(picker))
-        if scores is None:
-            scores = await picker.score_many(conversation, [s.text for s in samples])
-        return pick_most_harmful(picker, scores, seed)
-
     async def _run_unit(self, unit: WorkUnit, conversation: Conversation, writer: StoreWriter, outcome: RunOutcome) -> bool:
         conversation.task_description = unit.item.task_description
         conversation.target = unit.target.name
@@ -114,19 +101,9 @@ class Engine:
                 start = len(conversation.turns)
                 conversation.add_human(human)
                 params = self.params.with_seed(turn_seed(self.config.seed, unit, start))
-                completions = await unit.target.respond(conversation, params)
-                if not completions:
-                    raise ModelError("the target returned no samples")
-                samples = [Sample(text=c.text, finish_reason=c.finish_reason, completion_tokens=c.completion_tokens)
-                           for c in completions]
-                by_scorer: dict[int, list[Score]] = {}
-                for each in self.components.all_scorers:
-                    results = await each.score_many(conversation, [s.text for s in samples])
-                    for sample, result in zip(samples, results, strict=True):
-                        sample.record_score(each.name, result)
-                    by_scorer[id(each)] = results
-                pick = await self._pick(conversation, samples, by_scorer, params.seed)
-                conversation.add_assistant(samples, pick.index, pick.compared)
+                turn = await sample_turn(unit.target, conversation, params, self.components.all_scorers)
+                pick = await pick_sample(turn, conversation, self.components.picker, params.seed)
+                conversation.add_assistant(turn.samples, pick.index, pick.compared)
                 # The next turn is generated while this one commits (group commit, in order); the
                 # conversation only counts as finished once every turn of it is committed.
                 pending.append(writer.enqueue(TurnWrite(unit.id, list(enumerate(conversation.turns))[start:],

@@ -140,16 +140,17 @@ def _campaign_of_run(run_id: str, url: str) -> str | None:
 
 
 def _open(url: str, source: str) -> Any:
+    """The store, read-only: a release creates and upgrades nothing."""
     from sqlalchemy.engine import make_url
 
-    from sparring.store import Store
+    from sparring.store.opening import open_store
 
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
             and not Path(parsed.database).expanduser().is_file():
         raise ConfigError(f"{source!r} is not a file, and there is no database at {parsed.database} to look it "
                           "up as a run or campaign id (pass --db)")
-    return Store(url)
+    return open_store(url, writable=False)
 
 
 def _store_source(source: str, data: RedTeamData, url: str) -> ReleaseSource:

@@ -9,7 +9,6 @@ went wrong and a Retry button that samples again for the pending message.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 
@@ -19,13 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from sparring.conversation import Sample
 from sparring.errors import ModelError
 from sparring.models.base import SamplingParams
 from sparring.redaction import redact
 from sparring.scoring.aggregate import transcript_scores
 from sparring.store.campaign_schema import AttemptRow, CampaignRow, TaskRow
 from sparring.store.schema import ConversationRow, RunRow, TargetRow
+from sparring.turn_step import sample_turn
 from sparring.web import conversations as store
 from sparring.web.context import WebContext, web_context
 from sparring.web.conversations import ConversationView
@@ -282,15 +281,8 @@ async def _respond(ctx: WebContext, view: ConversationView) -> None:
     try:
         if target is None:
             raise ModelError("this conversation's target is no longer configured")
-        completions = await asyncio.wait_for(target.respond(conversation, params), timeout)
-        if len(completions) != params.n:
-            raise ModelError(f"the model returned {len(completions)} responses instead of {params.n}")
-        samples = [Sample(text=_storable(c.text), finish_reason=c.finish_reason, completion_tokens=c.completion_tokens)
-                   for c in completions]
-        for scorer in components.all_scorers:
-            results = await scorer.score_many(conversation, [s.text for s in samples])
-            for sample, result in zip(samples, results, strict=True):
-                sample.record_score(scorer.name, result)  # a value and flag, or why it could not judge
+        # the same step as an automated run; the person picks in a later request
+        turn = await sample_turn(target, conversation, params, components.all_scorers, respond_timeout=timeout)
     except TimeoutError:
         await run_in_threadpool(_write, ctx, store.set_error, conversation_id,
                                 f"The assistant did not answer within {timeout:g} seconds.")
@@ -305,14 +297,9 @@ async def _respond(ctx: WebContext, view: ConversationView) -> None:
                                 f"The assistant failed to answer (error {reference}).")
         return
     try:
-        await run_in_threadpool(_write, ctx, store.add_samples, conversation_id, index, samples)
+        await run_in_threadpool(_write, ctx, store.add_samples, conversation_id, index, turn.samples)
     except IntegrityError:
         pass  # another process answered this turn first; its responses stand
-
-
-def _storable(text: str) -> str:
-    """Model output as stored: NUL (which PostgreSQL refuses in text) becomes U+FFFD, so the turn is never stuck."""
-    return text.replace("\x00", "\ufffd")
 
 
 @router.post("/conversations/{conversation_id}/pick")

@@ -1,4 +1,4 @@
-"""``sparring release SOURCE OUT/``: the command; the work is in ``release.bundle``."""
+"""``sparring release SOURCE OUT/``: the command; the work is in ``sparring.release.bundle``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from sparring.cli.options import DbOption
 from sparring.terminal import console, err
 
 
@@ -16,7 +17,7 @@ def release(
     source: Annotated[str, typer.Argument(
         help="A run or campaign id in the store, a released-format file, hh-rlhf pairs, or JailbreakBench artifacts.")],
     out: Annotated[Path, typer.Argument(help="The bundle folder to create (must be empty or absent; see --force).")],
-    db: Annotated[str | None, typer.Option("--db", help="Database URL for run and campaign ids (default: $SPARRING_DATABASE_URL, else the data dir).")] = None,
+    db: DbOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists and is not empty (only once the new bundle is complete).")] = False,
     report: Annotated[bool, typer.Option("--report", help="Also write the HTML report of the scrubbed data (report.html, report_figures/).")] = False,
     no_map: Annotated[bool, typer.Option("--no-map", help="With --report: skip the embedding map.")] = False,
