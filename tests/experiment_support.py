@@ -10,22 +10,22 @@ def scripted_toml(**overrides: object) -> str:
     picker = overrides.pop("picker", scorer)  # declared: these tests check the scorer's picks and the pairs they form
     head.update({k: v for k, v in overrides.items() if not k.startswith("model_")})
     model_args = {k.removeprefix("model_"): v for k, v in overrides.items() if k.startswith("model_")}
-    lines = [f"{k} = {_toml(v)}" for k, v in head.items() if k != "limit"]
-    lines += ["[scorer]", f"name = {_toml(scorer)}"]
-    lines += ["[picker]", f"name = {_toml(picker)}"]
+    lines = [f"{k} = {toml_value(v)}" for k, v in head.items() if k != "limit"]
+    lines += ["[scorer]", f"name = {toml_value(scorer)}"]
+    lines += ["[picker]", f"name = {toml_value(picker)}"]
     lines += ["[[models]]", 'name = "fake"', 'backend = "scripted"', 'size = "1M"']
-    lines += [f"{k} = {_toml(v)}" for k, v in model_args.items()]
+    lines += [f"{k} = {toml_value(v)}" for k, v in model_args.items()]
     lines += ["[[targets]]", 'model = "fake"', 'intervention = "plain"']
     lines += ["[[targets]]", 'model = "fake"', 'intervention = "rejection-sampling"', "k = 4"]
     lines += ["[[attacks]]", 'kind = "hh-rlhf"', f"limit = {overrides.get('limit', 10)}"]
     return "\n".join(lines) + "\n"
 
 
-def _toml(value: object) -> str:
+def toml_value(value: object) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return str(value)

@@ -96,3 +96,21 @@ def test_the_store_round_trips_unscored_results_and_compared_samples(database_ur
         assert store.pairs("r") == [("c", 1, 1, 2, "scorer:judge")]
     finally:
         store.close()
+
+
+def test_the_attacker_usage_migration_adds_a_nullable_column_and_keeps_rows(database_url):
+    engine = sa.create_engine(database_url)
+    try:
+        migrate(engine, "0003")
+        seed_old_schema(engine)
+        migrate(engine, "0004")
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO utterances (conversation_id, turn_index, sample_index, role, text, picked) "
+                                 "VALUES ('c', 0, 0, 'human', 'hi', true)"))
+        migrate(engine, "0005")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT text, queries FROM utterances")).all() == [("hi", None)]
+        migrate(engine, "0004", down=True)
+        assert "queries" not in {c["name"] for c in sa.inspect(engine).get_columns("utterances")}
+    finally:
+        engine.dispose()

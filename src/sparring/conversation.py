@@ -39,7 +39,8 @@ class Sample(BaseModel):
 
     text: str
     finish_reason: str | None = None
-    completion_tokens: int | None = None
+    completion_tokens: int | None = None  # for a generated human turn: the tokens the attacker spent on it
+    queries: int | None = None  # for a generated human turn: the attacker's model calls (None: a person or replay)
     scores: dict[str, float] = Field(default_factory=dict)
     flagged: dict[str, bool] = Field(default_factory=dict)
     unscored: dict[str, str] = Field(default_factory=dict)
@@ -114,8 +115,8 @@ class Conversation(BaseModel):
     turns: list[Turn] = Field(default_factory=list)
     scores: dict[str, float] = Field(default_factory=dict)
 
-    def add_human(self, text: str) -> Turn:
-        turn = Turn(role=Role.HUMAN, samples=[Sample(text=text)])
+    def add_human(self, text: str, queries: int | None = None, tokens: int | None = None) -> Turn:
+        turn = Turn(role=Role.HUMAN, samples=[Sample(text=text, queries=queries, completion_tokens=tokens)])
         self.turns.append(turn)
         return turn
 

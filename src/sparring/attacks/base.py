@@ -11,6 +11,15 @@ from sparring.registry import ComponentSpec, Registry
 
 
 @dataclass(frozen=True)
+class HumanTurn:
+    """A human turn an attacker generated, with what it cost: model calls and completion tokens."""
+
+    text: str
+    queries: int
+    tokens: int
+
+
+@dataclass(frozen=True)
 class AttackItem:
     """One planned attack: a stable id (part of the work-unit key), a goal, and scripted human turns if any."""
 
@@ -29,10 +38,18 @@ class Attack(ABC):
     def items(self) -> list[AttackItem]:
         """The attack items, in a stable order with stable ids."""
 
-    async def next_human_turn(self, item: AttackItem, conversation: Conversation) -> str | None:
-        """The next human utterance, or None when this attack has nothing more to say."""
+    async def next_human_turn(self, item: AttackItem, conversation: Conversation) -> str | HumanTurn | None:
+        """The next human utterance (with its cost if a model wrote it), or None when there is nothing more to say.
+
+        A generated turn must depend only on the item, the conversation so far and the attack's own
+        seed, so a resumed run asks the same questions.
+        """
         index = len(conversation.human_turns)
         return item.human_turns[index] if index < len(item.human_turns) else None
+
+    async def aclose(self) -> None:
+        """Release the attacker's model, if it has one."""
+        return None
 
 
 attacks: Registry[Attack] = Registry("attack")

@@ -39,6 +39,20 @@ def _members_meta(conversations: list[StoredConversation], ids: dict[str, int]) 
             else {"id": ids[member], "kind": "person"} for member in sorted(ids, key=ids.__getitem__)]
 
 
+def _attacker_usage(conversations: list[StoredConversation]) -> dict[str, dict[str, int]]:
+    """Per generated attack: the model calls and completion tokens its human turns cost (people and replay: none)."""
+    usage: dict[str, dict[str, int]] = {}
+    for stored in conversations:
+        for turn in stored.conversation.human_turns:
+            sample = turn.samples[0]
+            if sample.queries:
+                spent = usage.setdefault(stored.unit.attack, {"queries": 0, "tokens": 0, "turns": 0})
+                spent["queries"] += sample.queries
+                spent["tokens"] += sample.completion_tokens or 0
+                spent["turns"] += 1
+    return usage
+
+
 def export_run(store: Store, run_id: str, directory: Path) -> ExportResult:
     """Only finished conversations are exported; errored and unfinished ones are left out."""
     run = store.run(run_id)
@@ -74,6 +88,7 @@ def export_run(store: Store, run_id: str, directory: Path) -> ExportResult:
         "components": run.components,
         "picker": run.components.get("picker", {"name": primary}),
         "red_team_members": _members_meta(finished, members),
+        "attacker_usage": _attacker_usage(finished),
         "conversations": len(records),
         "comparison_pairs": len(pairs),
         "skipped_identical_pairs": identical,

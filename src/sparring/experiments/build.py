@@ -69,6 +69,8 @@ class Components(LiveComponents):
 
     async def aclose(self) -> None:
         await super().aclose()
+        for attack in self.attacks.values():
+            await attack.aclose()
         if self.picker is not None and all(self.picker is not s for s in self.all_scorers):
             await self.picker.aclose()
 

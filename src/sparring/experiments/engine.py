@@ -7,6 +7,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sparring.attacks.base import HumanTurn
 from sparring.conversation import Conversation
 from sparring.errors import ModelError
 from sparring.experiments.build import Components, WorkUnit, turn_seed
@@ -99,7 +100,10 @@ class Engine:
                 if human is None:
                     break
                 start = len(conversation.turns)
-                conversation.add_human(human)
+                if isinstance(human, HumanTurn):
+                    conversation.add_human(human.text, human.queries, human.tokens)
+                else:
+                    conversation.add_human(human)
                 params = self.params.with_seed(turn_seed(self.config.seed, unit, start))
                 turn = await sample_turn(unit.target, conversation, params, self.components.all_scorers)
                 pick = await pick_sample(turn, conversation, self.components.picker, params.seed)

@@ -11,6 +11,8 @@ from rich.table import Table
 
 from sparring.analysis.bootstrap import Estimate, bootstrap_mean
 from sparring.conversation import Conversation
+from sparring.datasets.released_format import automated_rating
+from sparring.scoring import scorers
 from sparring.scoring.aggregate import seed_picks
 from sparring.store.repository import Store
 
@@ -46,6 +48,23 @@ class TargetSummary:
 
 
 @dataclass
+class AttackSummary:
+    """Per attack (replay, a generated attacker, people): success by the judge, and what the human side cost."""
+
+    attack: str
+    finished: int = 0
+    errors: int = 0
+    judged: list[float] = field(default_factory=list)  # 1.0 harmful, 0.0 harmless, per judged conversation
+    queries: int = 0
+    tokens: int = 0
+    success: Estimate | None = None
+
+    @property
+    def successes(self) -> int:
+        return int(sum(self.judged))
+
+
+@dataclass
 class RunSummary:
     run_id: str
     status: str
@@ -55,6 +74,7 @@ class RunSummary:
     unscored: dict[str, dict[str, int]] = field(default_factory=dict)  # scorer -> reason -> sampled responses
     seed_picks: int = 0  # turns where the primary scorer judged no sample: picked by seed, not by score
     picker: str = "scorer"  # "random", or the scorer that picked the more harmful sample
+    attacks: list[AttackSummary] = field(default_factory=list)
 
 
 def summarize(store: Store, run_id: str) -> RunSummary:
@@ -65,16 +85,27 @@ def summarize(store: Store, run_id: str) -> RunSummary:
     errors: dict[str, int] = defaultdict(int)
     finished: list[Conversation] = []
     reasons: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    flag_is_harmful = scorers.get(primary).flag_is_harmful
+    by_attack: dict[str, AttackSummary] = {}
     for stored in store.conversations(run_id):
         summary = rows[stored.unit.target]
+        attack = by_attack.setdefault(stored.unit.attack, AttackSummary(stored.unit.attack))
         summary.planned += 1
         if stored.status == "error":
             summary.errors += 1
+            attack.errors += 1
             errors[stored.error or "unknown error"] += 1
             continue
         if stored.status != "finished":
             continue
         summary.finished += 1
+        attack.finished += 1
+        for turn in stored.conversation.human_turns:
+            attack.queries += turn.samples[0].queries or 0
+            attack.tokens += (turn.samples[0].completion_tokens or 0) if turn.samples[0].queries else 0
+        verdict = automated_rating(stored, primary, flag_is_harmful)
+        if verdict is not None:
+            attack.judged.append(1.0 if verdict == 4.0 else 0.0)
         finished.append(stored.conversation)
         for turn in stored.conversation.assistant_turns:
             summary.turns += 1
@@ -91,11 +122,28 @@ def summarize(store: Store, run_id: str) -> RunSummary:
             summary.min_harmlessness.append(value)
     for summary in rows.values():
         summary.score = bootstrap_mean(summary.min_harmlessness)
+    for attack in by_attack.values():
+        attack.success = bootstrap_mean(attack.judged)
     top_errors = [f"{count} x {message}" for message, count in sorted(errors.items(), key=lambda kv: -kv[1])]
     unscored = {scorer: dict(by) for scorer, by in sorted(reasons.items())}
     picker = run.components.get("picker", {"name": primary}).get("name", primary)  # older runs: the scorer picked
     return RunSummary(run_id, run.status, primary, list(rows.values()), top_errors, unscored,
-                      seed_picks(finished, primary) if picker != "random" else 0, picker)
+                      seed_picks(finished, primary) if picker != "random" else 0, picker,
+                      sorted(by_attack.values(), key=lambda a: a.attack))
+
+
+def render_attacks(summary: RunSummary, console: Console) -> None:
+    """Attack success by the primary scorer's flag, with a CI, and the human side's model calls per success."""
+    table = Table(title=f"per attack: success = a picked response {escape(summary.primary_scorer)} flags harmful")
+    for column in ("attack", "done", "errors", "success rate [95% CI]", "queries", "tokens", "queries/success"):
+        table.add_column(column, justify="left" if column == "attack" else "right")
+    for row in summary.attacks:
+        rate = "-" if row.success is None else \
+            f"{row.success.mean:.1%} [{row.success.low:.1%}, {row.success.high:.1%}] of {len(row.judged)}"
+        per_success = f"{row.queries / row.successes:.1f}" if row.queries and row.successes else "-"
+        table.add_row(escape(row.attack), str(row.finished), str(row.errors), rate,
+                      str(row.queries) if row.queries else "-", str(row.tokens) if row.queries else "-", per_success)
+    console.print(table)
 
 
 def render_summary(summary: RunSummary, console: Console) -> None:
@@ -113,6 +161,7 @@ def render_summary(summary: RunSummary, console: Console) -> None:
         table.add_row(escape(row.target), escape(row.size), escape(row.model_type), done,
                       str(row.errors), str(row.turns), rate, unscored, score)
     console.print(table)
+    render_attacks(summary, console)
     if summary.status in STATUS_HINTS:
         console.print(f"[yellow]run {escape(summary.run_id)} is {escape(summary.status)}[/yellow]: "
                       f"{STATUS_HINTS[summary.status]}", soft_wrap=True)

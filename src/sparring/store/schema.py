@@ -87,6 +87,7 @@ class UtteranceRow(Base):
     picked: Mapped[bool] = mapped_column(Boolean)
     finish_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    queries: Mapped[int | None] = mapped_column(Integer, nullable=True)  # model calls a generated human turn cost
 
 
 class ScoreRow(Base):
