@@ -34,6 +34,15 @@ class Attack(ABC):
     description: ClassVar[str] = ""
     spec: ComponentSpec
 
+    @property
+    def history_size(self) -> int:
+        """More than 0: the attack learns from this many past successes, given once per run (``use_history``)."""
+        return 0
+
+    def use_history(self, openings: list[str]) -> None:
+        """The past successes this run learns from (a snapshot taken when the run was created)."""
+        return None
+
     @abstractmethod
     def items(self) -> list[AttackItem]:
         """The attack items, in a stable order with stable ids."""

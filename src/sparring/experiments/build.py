@@ -56,6 +56,7 @@ class Components(LiveComponents):
     scorer: Scorer
     extra_scorers: list[Scorer]
     picker: Scorer | None = None  # None: the pick is by seed (``[picker] name = "random"``)
+    history: dict[str, list[str]] | None = None  # attack -> the past successes it learns from (a run's snapshot)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -65,6 +66,7 @@ class Components(LiveComponents):
             "primary_scorer": self.scorer.spec.name,
             "picker": self.picker.spec.as_dict() if self.picker is not None else {"kind": "picker", "name": RANDOM_PICKER,
                                                                                   "args": {}},
+            **({"history": self.history} if self.history else {}),
         }
 
     async def aclose(self) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from sparring.experiments.build import build_components, plan_units
+from sparring.errors import ConfigError
+from sparring.experiments.build import Components, build_components, plan_units
 from sparring.experiments.config import ExperimentConfig
 from sparring.experiments.engine import Engine, RunOutcome
 from sparring.store.repository import Store, UnitRecord
@@ -23,6 +24,7 @@ async def arun_experiment(
     run_id = run_id or config.default_run_id()
     components = build_components(config)
     try:
+        await asyncio.to_thread(_give_history, store, run_id, components)
         units = plan_units(run_id, config, components)
         records = [UnitRecord(u.id, u.target.name, u.attack_name, u.item.id, u.repetition,
                               u.item.task_description, u.attack_name) for u in units]
@@ -36,6 +38,26 @@ async def arun_experiment(
         return await engine.execute(units, resumed, on_progress)
     finally:
         await components.aclose()
+
+
+def _give_history(store: Store, run_id: str, components: Components) -> None:
+    """Attacks that learn from past successes get them from the run's snapshot, taken once at its creation."""
+    from sparring.attacks.history import HISTORY, past_successes
+
+    learners = {name: attack for name, attack in components.attacks.items() if attack.history_size}
+    if not learners:
+        return
+    existing = store.run(run_id).components.get(HISTORY, {}) if run_id in store.run_ids() else None
+    snapshot: dict[str, list[str]] = {}
+    for name, attack in learners.items():
+        openings = existing.get(name, []) if existing is not None else past_successes(store, run_id,
+                                                                                         attack.history_size)
+        if not openings:
+            raise ConfigError(f"attacks: {name!r} learns from past successes, but the store has no successful "
+                              "attempt yet (a conversation rated 3 or 4, or judged harmful); run another attack first")
+        attack.use_history(openings)
+        snapshot[name] = openings
+    components.history = snapshot
 
 
 def run_experiment(config: ExperimentConfig, config_toml: str, store: Store, run_id: str | None = None) -> RunOutcome:
