@@ -39,6 +39,10 @@ class Attack(ABC):
         """More than 0: the attack learns from this many past successes, given once per run (``use_history``)."""
         return 0
 
+    def use_judge(self, scorer: str, flag_is_harmful: bool) -> None:
+        """The run's measuring scorer: an attacker that may see its verdicts reads them from the samples."""
+        return None
+
     def use_history(self, openings: list[str]) -> None:
         """The past successes this run learns from (a snapshot taken when the run was created)."""
         return None

@@ -24,6 +24,8 @@ async def arun_experiment(
     run_id = run_id or config.default_run_id()
     components = build_components(config)
     try:
+        for attack in components.attacks.values():
+            attack.use_judge(components.scorer.name, components.scorer.flag_is_harmful)
         await asyncio.to_thread(_give_history, store, run_id, components)
         units = plan_units(run_id, config, components)
         records = [UnitRecord(u.id, u.target.name, u.attack_name, u.item.id, u.repetition,
