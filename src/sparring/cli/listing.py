@@ -11,16 +11,18 @@ from rich.markup import escape
 
 from sparring.terminal import console
 
-KINDS = ("models", "interventions", "attacks", "scorers")
+KINDS = ("models", "interventions", "attacks", "converters", "scorers")
 
 
 def _registries() -> dict[str, Any]:
     from sparring.attacks import attacks
+    from sparring.attacks.converters import converters
     from sparring.interventions import interventions
     from sparring.models import models
     from sparring.scoring import scorers
 
-    return {"models": models, "interventions": interventions, "attacks": attacks, "scorers": scorers}
+    return {"models": models, "interventions": interventions, "attacks": attacks, "converters": converters,
+            "scorers": scorers}
 
 
 def describe(kind: str) -> list[dict[str, Any]]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sparring.attacks import Attack, AttackItem, attacks
+from sparring.attacks.converters import Converter, converters
 from sparring.experiments.config import RANDOM_PICKER, ExperimentConfig, ModelEntry, PickerEntry, ScorerEntry, TargetEntry
 from sparring.interventions import Target, interventions
 from sparring.models import Model, models
@@ -57,6 +58,7 @@ class Components(LiveComponents):
     extra_scorers: list[Scorer]
     picker: Scorer | None = None  # None: the pick is by seed (``[picker] name = "random"``)
     history: dict[str, list[str]] | None = None  # attack -> the past successes it learns from (a run's snapshot)
+    converters: dict[str, list[Converter]] = field(default_factory=dict)  # attack -> its converters, in order
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,8 @@ class Components(LiveComponents):
             "picker": self.picker.spec.as_dict() if self.picker is not None else {"kind": "picker", "name": RANDOM_PICKER,
                                                                                   "args": {}},
             **({"history": self.history} if self.history else {}),
+            **({"converters": {name: [c.spec.as_dict() for c in chain] for name, chain in self.converters.items()}}
+               if self.converters else {}),
         }
 
     async def aclose(self) -> None:
@@ -122,8 +126,13 @@ def build_components(config: ExperimentConfig) -> Components:
     built_attacks = {
         a.label: attacks.create(a.kind, a.args, where=f"attacks[{i}]") for i, a in enumerate(config.attacks)
     }
+    chains = {
+        a.label: [converters.create(c["name"], {k: v for k, v in c.items() if k != "name"},
+                                    where=f"attacks[{i}].converters[{j}]") for j, c in enumerate(a.converters)]
+        for i, a in enumerate(config.attacks) if a.converters
+    }
     return Components(built.models, built.targets, built_attacks, built.scorer, built.extra_scorers,
-                      _build_picker(config.picker, built.all_scorers))
+                      _build_picker(config.picker, built.all_scorers), converters=chains)
 
 
 def unit_id(run_id: str, key: str) -> str:

@@ -8,9 +8,18 @@ import tomllib
 from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from sparring.errors import ConfigError
 from sparring.registry import format_validation_error
@@ -56,9 +65,18 @@ class TargetEntry(_Open):
         return self.name or f"{self.model}/{self.intervention}"
 
 
+def _check_converter(spec: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    from sparring.attacks.converters import converters
+    from sparring.registry import validate_nested
+
+    return validate_nested(converters, "name", spec, info.context)
+
+
 class AttackEntry(_Open):
     kind: str
     name: str | None = None
+    converters: list[Annotated[dict[str, Any], AfterValidator(_check_converter)]] = Field(
+        default_factory=list, description="rewrite each human turn before the target sees it, in order")
 
     @property
     def label(self) -> str:

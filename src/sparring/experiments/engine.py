@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,6 +91,13 @@ class Engine:
         picker = self.components.picker
         return "" if picker is None else f"picker:{picker.name}"
 
+    def _convert(self, unit: WorkUnit, text: str, seed: int) -> str:
+        """The attack's converters in order; their randomness comes from the turn's seed (same on resume)."""
+        rng = random.Random(f"convert\x00{seed}")
+        for converter in self.components.converters.get(unit.attack_name, []):
+            text = converter.convert(text, rng)
+        return text
+
     async def _run_unit(self, unit: WorkUnit, conversation: Conversation, writer: StoreWriter, outcome: RunOutcome) -> bool:
         conversation.task_description = unit.item.task_description
         conversation.target = unit.target.name
@@ -100,11 +108,12 @@ class Engine:
                 if human is None:
                     break
                 start = len(conversation.turns)
-                if isinstance(human, HumanTurn):
-                    conversation.add_human(human.text, human.queries, human.tokens)
-                else:
-                    conversation.add_human(human)
                 params = self.params.with_seed(turn_seed(self.config.seed, unit, start))
+                text = self._convert(unit, human.text if isinstance(human, HumanTurn) else human, params.seed)
+                if isinstance(human, HumanTurn):
+                    conversation.add_human(text, human.queries, human.tokens)
+                else:
+                    conversation.add_human(text)
                 turn = await sample_turn(unit.target, conversation, params, self.components.all_scorers)
                 pick = await pick_sample(turn, conversation, self.components.picker, params.seed)
                 conversation.add_assistant(turn.samples, pick.index, pick.compared)
