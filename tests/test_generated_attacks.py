@@ -274,3 +274,21 @@ def test_converters_are_declared_deterministic_and_stored_as_the_target_saw_them
     run_experiment(parse_config(text), text, store, "again")  # the same seeds, the same noise
     assert [c.conversation.to_hh() for c in store.conversations("again")] == [c.conversation.to_hh() for c in first]
     store.close()
+
+
+def test_one_config_mixes_replay_and_generated_attacks_and_show_compares_them(sqlite_url):
+    from typer.testing import CliRunner
+
+    from sparring.cli import app
+
+    text = zero_shot_toml() + '[[attacks]]\nkind = "hh-rlhf"\nlimit = 5\n'
+    store = Store(sqlite_url)
+    outcome = run_experiment(parse_config(text), text, store, "mixed")
+    assert outcome.errors == 0 and outcome.finished == 16  # (3 generated + 5 replayed) x 2 targets
+    by_name = {a.attack: a for a in summarize(store, "mixed").attacks}
+    assert set(by_name) == {"hh-rlhf", "zero-shot"}
+    assert by_name["hh-rlhf"].queries == 0 and by_name["zero-shot"].queries == 6  # replay costs no queries
+    assert all(a.distinct_2 is not None and 0 < a.distinct_2 <= 1 for a in by_name.values())
+    store.close()
+    shown = " ".join(CliRunner().invoke(app, ["show", "mixed", "--db", sqlite_url]).stdout.split())
+    assert "per attack" in shown and "zero-shot" in shown and "distinct-2" in shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -58,6 +59,8 @@ class AttackSummary:
     queries: int = 0
     tokens: int = 0
     success: Estimate | None = None
+    openings: list[str] = field(default_factory=list)  # first human turns of finished conversations
+    distinct_2: float | None = None  # over an equal-size seeded sample of openings per attack
 
     @property
     def successes(self) -> int:
@@ -100,6 +103,8 @@ def summarize(store: Store, run_id: str) -> RunSummary:
             continue
         summary.finished += 1
         attack.finished += 1
+        if stored.conversation.human_turns:
+            attack.openings.append(stored.conversation.human_turns[0].text)
         for turn in stored.conversation.human_turns:
             attack.queries += turn.samples[0].queries or 0
             attack.tokens += (turn.samples[0].completion_tokens or 0) if turn.samples[0].queries else 0
@@ -124,6 +129,7 @@ def summarize(store: Store, run_id: str) -> RunSummary:
         summary.score = bootstrap_mean(summary.min_harmlessness)
     for attack in by_attack.values():
         attack.success = bootstrap_mean(attack.judged)
+    _diversity(list(by_attack.values()))
     top_errors = [f"{count} x {message}" for message, count in sorted(errors.items(), key=lambda kv: -kv[1])]
     unscored = {scorer: dict(by) for scorer, by in sorted(reasons.items())}
     picker = run.components.get("picker", {"name": primary}).get("name", primary)  # older runs: the scorer picked
@@ -132,17 +138,32 @@ def summarize(store: Store, run_id: str) -> RunSummary:
                       sorted(by_attack.values(), key=lambda a: a.attack))
 
 
+def _diversity(attacks: list[AttackSummary], seed: int = 0) -> None:
+    """distinct-2 of each attack's openings on the same number of them, so attacks compare fairly."""
+    from sparring.analysis.compare import distinct_2
+
+    size = min((len(a.openings) for a in attacks if a.openings), default=0)
+    for attack in attacks:
+        if size and attack.openings:
+            sample = random.Random(seed).sample(sorted(attack.openings), size)
+            value = distinct_2(sample)
+            attack.distinct_2 = None if value != value else value  # NaN: no word pairs
+
+
 def render_attacks(summary: RunSummary, console: Console) -> None:
     """Attack success by the primary scorer's flag, with a CI, and the human side's model calls per success."""
     table = Table(title=f"per attack: success = a picked response {escape(summary.primary_scorer)} flags harmful")
-    for column in ("attack", "done", "errors", "success rate [95% CI]", "queries", "tokens", "queries/success"):
+    for column in ("attack", "done", "errors", "success rate [95% CI]", "queries", "tokens", "queries/success",
+                   "distinct-2"):
         table.add_column(column, justify="left" if column == "attack" else "right")
     for row in summary.attacks:
         rate = "-" if row.success is None else \
             f"{row.success.mean:.1%} [{row.success.low:.1%}, {row.success.high:.1%}] of {len(row.judged)}"
         per_success = f"{row.queries / row.successes:.1f}" if row.queries and row.successes else "-"
+        diversity = "-" if row.distinct_2 is None else f"{row.distinct_2:.2f}"
         table.add_row(escape(row.attack), str(row.finished), str(row.errors), rate,
-                      str(row.queries) if row.queries else "-", str(row.tokens) if row.queries else "-", per_success)
+                      str(row.queries) if row.queries else "-", str(row.tokens) if row.queries else "-", per_success,
+                      diversity)
     console.print(table)
 
 
