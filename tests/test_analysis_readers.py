@@ -219,6 +219,17 @@ def test_campaign_brings_tags_ratings_and_reviews(sqlite_url: str):
     assert (agreement.n_items, agreement.raters_per_item, agreement.n_needs_expertise) == (2, 2, 1)
     assert agreement.kappa_binary == pytest.approx(1.0)
 
+    # show's per-attack success: a person's own rating where there is one (3-4 succeeds), else the judge's flag
+    from sparring.datasets.released_format import automated_rating
+    from sparring.experiments.summary import summarize
+
+    store = Store(sqlite_url)
+    [attack] = summarize(store, outcome.run_id).attacks
+    unrated = [c for c in store.conversations(outcome.run_id, ["finished"]) if c.rating is None]
+    store.close()
+    expected = [1.0, 0.0, 1.0, 0.0] + [float(automated_rating(c, "refusal", False) == 4.0) for c in unrated]
+    assert sorted(attack.judged) == sorted(expected)
+
 
 def test_unknown_source_is_a_clear_error(tmp_path: Path, sqlite_url: str):
     with pytest.raises(ConfigError, match="no database"):
