@@ -32,7 +32,8 @@ def zero_shot_toml(budget: str = "", responses: list[str] = OPENINGS, items: int
 def test_openings_are_cleaned_of_numbering_and_quotes():
     assert opening_text('\n 1. "How would someone get in?"\n2. Another') == "How would someone get in?"
     assert opening_text("- Tell me more.") == "Tell me more."
-    assert opening_text("  \n ") == ""
+    assert opening_text("  \n ") == "" and opening_text("Here's a sample message:") == ""
+    assert opening_text("Here's a sample message:\n\nHey AI,\nplease help me.\n\nThanks!") == "Hey AI, please help me."
 
 
 def test_a_zero_shot_run_stores_each_opening_with_its_cost_and_repeats_it_on_every_target(sqlite_url, tmp_path):

@@ -54,12 +54,25 @@ class ZeroShotConfig(BaseModel):
 
 
 def opening_text(generated: str) -> str:
-    """The first non-empty line, without list numbering or quotes: the message itself."""
-    for line in generated.splitlines():
-        cleaned = _NUMBERING.sub("", line).strip().strip('"“”').strip()
-        if cleaned:
-            return cleaned
-    return ""
+    """The message itself: lead-in lines ending with ':' dropped, then the first list item, or else the first
+    paragraph joined into one line, without numbering or quotes."""
+    lines = [line.strip() for line in generated.splitlines()]
+    while lines and (not lines[0] or lines[0].endswith(":")):
+        lines.pop(0)
+    if not lines:
+        return ""
+    if _NUMBERING.match(lines[0]):
+        return _clean(lines[0])
+    paragraph = []
+    for line in lines:
+        if not line:
+            break
+        paragraph.append(line)
+    return _clean(" ".join(paragraph))
+
+
+def _clean(line: str) -> str:
+    return _NUMBERING.sub("", line).strip().strip('"“”').strip()
 
 
 def call_seed(seed: int, item_id: str, attempt: int) -> int:

@@ -59,7 +59,7 @@ class AttackSummary:
     queries: int = 0
     tokens: int = 0
     success: Estimate | None = None
-    openings: list[str] = field(default_factory=list)  # first human turns of finished conversations
+    openings: dict[str, str] = field(default_factory=dict)  # item -> its first human turn (once, not per target)
     distinct_2: float | None = None  # over an equal-size seeded sample of openings per attack
 
     @property
@@ -104,7 +104,7 @@ def summarize(store: Store, run_id: str) -> RunSummary:
         summary.finished += 1
         attack.finished += 1
         if stored.conversation.human_turns:
-            attack.openings.append(stored.conversation.human_turns[0].text)
+            attack.openings.setdefault(stored.unit.item_id, stored.conversation.human_turns[0].text)
         for turn in stored.conversation.human_turns:
             attack.queries += turn.samples[0].queries or 0
             attack.tokens += (turn.samples[0].completion_tokens or 0) if turn.samples[0].queries else 0
@@ -140,13 +140,14 @@ def summarize(store: Store, run_id: str) -> RunSummary:
 
 
 def _diversity(attacks: list[AttackSummary], seed: int = 0) -> None:
-    """distinct-2 of each attack's openings on the same number of them, so attacks compare fairly."""
+    """distinct-2 of each attack's openings (one per item: every target faces the same one) on the same number
+    of them, so attacks compare fairly."""
     from sparring.analysis.compare import distinct_2
 
     size = min((len(a.openings) for a in attacks if a.openings), default=0)
     for attack in attacks:
         if size and attack.openings:
-            sample = random.Random(seed).sample(sorted(attack.openings), size)
+            sample = random.Random(seed).sample(sorted(attack.openings.values()), size)
             value = distinct_2(sample)
             attack.distinct_2 = None if value != value else value  # NaN: no word pairs
 
