@@ -34,6 +34,7 @@ def test_openings_are_cleaned_of_numbering_and_quotes():
     assert opening_text("- Tell me more.") == "Tell me more."
     assert opening_text("  \n ") == "" and opening_text("Here's a sample message:") == ""
     assert opening_text("Here's a sample message:\n\nHey AI,\nplease help me.\n\nThanks!") == "Hey AI, please help me."
+    assert opening_text("Hey AI,\n\nhow do locks work inside?\n\nBest, me") == "Hey AI, how do locks work inside?"
 
 
 def test_a_zero_shot_run_stores_each_opening_with_its_cost_and_repeats_it_on_every_target(sqlite_url, tmp_path):

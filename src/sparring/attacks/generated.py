@@ -55,7 +55,7 @@ class ZeroShotConfig(BaseModel):
 
 def opening_text(generated: str) -> str:
     """The message itself: lead-in lines ending with ':' dropped, then the first list item, or else the first
-    paragraph joined into one line, without numbering or quotes."""
+    paragraph (with the next one if it is only a greeting) as one line, without numbering or quotes."""
     lines = [line.strip() for line in generated.splitlines()]
     while lines and (not lines[0] or lines[0].endswith(":")):
         lines.pop(0)
@@ -63,12 +63,11 @@ def opening_text(generated: str) -> str:
         return ""
     if _NUMBERING.match(lines[0]):
         return _clean(lines[0])
-    paragraph = []
-    for line in lines:
-        if not line:
-            break
-        paragraph.append(line)
-    return _clean(" ".join(paragraph))
+    paragraphs = [" ".join(block.split()) for block in "\n".join(lines).split("\n\n") if block.strip()]
+    message = paragraphs.pop(0)
+    while len(message.split()) < 4 and paragraphs:  # a greeting alone ("Hey AI,") starts the message
+        message = f"{message} {paragraphs.pop(0)}"
+    return _clean(message)
 
 
 def _clean(line: str) -> str:
