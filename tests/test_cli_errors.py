@@ -231,20 +231,34 @@ def test_a_crash_mid_run_marks_the_run_failed_and_show_says_how_to_resume(tmp_pa
     from sparring.experiments.engine import Engine
     from sparring.experiments.summary import summarize
 
-    async def broken(*args: object) -> bool:
-        raise RuntimeError("a bug")
+    real = Engine._run_unit
+    calls = 0
+
+    async def broken(self, *args):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # one conversation hits a bug while the others are running
+            raise RuntimeError("a bug")
+        return await real(self, *args)
 
     monkeypatch.setattr(Engine, "_run_unit", broken)
     url = f"sqlite:///{tmp_path / 'x.db'}"
-    text = scripted_toml(limit=1)
+    text = scripted_toml(limit=4, concurrency=8, model_delay_s=0.05)
     store = Store(url)
     with pytest.raises(RuntimeError):
         run_experiment(parse_config(text), text, store, "crashed")
     assert summarize(store, "crashed").status == "failed"
+    statuses = {c.status for c in store.conversations("crashed")}
+    assert statuses <= {"open", "finished"}  # the others were stopped, not left half-written or marked failed
     store.close()
     shown = cli("show", "--db", url)  # no run id: the latest run
     assert shown.exit_code == 0
     assert "run crashed is failed: stopped by an error" in " ".join(shown.output.split())
+    monkeypatch.undo()  # the bug fixed: the same command resumes and finishes
+    store = Store(url)
+    assert run_experiment(parse_config(text), text, store, "crashed").finished == 8
+    assert summarize(store, "crashed").status == "finished"
+    store.close()
 
 
 def test_an_internal_error_is_one_line_exit_70_and_the_traceback_goes_to_a_log(tmp_path: Path):

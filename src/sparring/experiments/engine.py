@@ -67,16 +67,19 @@ class Engine:
 
         loop = asyncio.get_running_loop()
         async with StoreWriter(self.store) as writer:
-            work = asyncio.gather(*(guarded(u) for u in todo))
+            tasks = [asyncio.ensure_future(guarded(u)) for u in todo]
+            work = asyncio.gather(*tasks)
             installed = _install_sigint(loop, work)
             try:
                 await work
             except asyncio.CancelledError:
                 outcome.stopped = True
             except BaseException:
-                # A bug or an input only found mid-run: what is committed stays, and the run says so
-                # (``show`` explains "failed"; rerunning resumes).
-                work.cancel()
+                # A bug or an input only found mid-run: the other conversations stop (their committed turns
+                # stay) before the writer closes, and the run says so (``show`` explains "failed").
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
                 await asyncio.to_thread(self.store.set_status, self.run_id, "failed")
                 raise
             finally:
