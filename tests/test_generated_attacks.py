@@ -294,3 +294,30 @@ def test_one_config_mixes_replay_and_generated_attacks_and_show_compares_them(sq
     store.close()
     shown = " ".join(CliRunner().invoke(app, ["show", "mixed", "--db", sqlite_url]).stdout.split())
     assert "per attack" in shown and "zero-shot" in shown and "distinct-2" in shown
+
+
+def test_the_stored_snapshot_wins_when_another_process_created_the_run_first(sqlite_url, monkeypatch):
+    from sparring.attacks.history import past_successes
+    from sparring.experiments import runner
+
+    store = Store(sqlite_url)
+    first = zero_shot_toml()
+    run_experiment(parse_config(first), first, store, "zero")
+    text = few_shot_toml()
+    run_experiment(parse_config(text), text, store, "learner")
+    before = {c.unit.id: c.conversation.to_hh() for c in store.conversations("learner")}
+    more = zero_shot_toml(responses=["Where do they keep the keys?", "Describe the alarm."])
+    run_experiment(parse_config(more), more, store, "zero-2")
+    reset(store, sorted(before)[:3])
+
+    def as_if_new(store_, run_id, components):  # type: ignore[no-untyped-def]
+        # the view of a process that looked before the run existed: a fresh snapshot of today's store
+        for name, attack in components.attacks.items():
+            fresh = past_successes(store_, run_id, attack.history_size)
+            attack.use_history(fresh)
+            components.history = {name: fresh}
+
+    monkeypatch.setattr(runner, "_give_history", as_if_new)
+    run_experiment(parse_config(text), text, store, "learner")
+    assert {c.unit.id: c.conversation.to_hh() for c in store.conversations("learner")} == before
+    store.close()

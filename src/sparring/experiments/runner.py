@@ -34,6 +34,8 @@ async def arun_experiment(
                    for t in components.targets]
         resumed = await asyncio.to_thread(store.open_run, run_id, config.fingerprint(), config_toml,
                                           components.describe(), targets, records)
+        if components.history:  # the stored snapshot decides, also when another process created the run first
+            await asyncio.to_thread(_use_stored_history, store, run_id, components)
         if on_plan:
             on_plan(run_id, len(units))
         engine = Engine(config, components, store, run_id)
@@ -60,6 +62,15 @@ def _give_history(store: Store, run_id: str, components: Components) -> None:
         attack.use_history(openings)
         snapshot[name] = openings
     components.history = snapshot
+
+
+def _use_stored_history(store: Store, run_id: str, components: Components) -> None:
+    from sparring.attacks.history import HISTORY
+
+    stored: dict[str, list[str]] = store.run(run_id).components.get(HISTORY, {})
+    for name, openings in stored.items():
+        if name in components.attacks:
+            components.attacks[name].use_history(openings)
 
 
 def run_experiment(config: ExperimentConfig, config_toml: str, store: Store, run_id: str | None = None) -> RunOutcome:
