@@ -1,9 +1,9 @@
 """The ``sparring`` command line: one Typer app, one module per command group, exit codes in ``exit_codes``.
 
-``main`` is the only place that turns exceptions into exit codes: a
-``SparringError`` (an input the user can fix) is one ``error:`` line and exit
-3; anything else is a bug, reported as one line naming the log file that holds
-the traceback, exit 70.
+A ``SparringError`` (an input the user can fix) becomes one ``error:`` line and
+exit 3 in the command group itself, so test runners see what users see. ``main``
+handles the rest: usage errors (2), interrupts (130), and anything else as a
+bug, one line naming the log file that holds the traceback (70).
 """
 
 from __future__ import annotations
@@ -56,9 +56,8 @@ def _root(version: Annotated[bool | None, typer.Option(
     """Red team language models, end to end."""
 
 
-for command in (run, show, export, runs, score, report, serve, components):
+for command in (run, show, export, runs, score, report, release, serve, components):
     app.command(epilog=exit_codes.HELP)(command)
-app.command(epilog=exit_codes.HELP)(release)
 app.add_typer(pm_app, name="pm")
 app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
