@@ -70,9 +70,14 @@ def reference(tmp_path: Path) -> dict[str, str]:
 
 
 def test_sigkill_then_rerun_finishes_the_plan_exactly(tmp_path: Path, reference):
-    config = tmp_path / "exp.toml"
     # the delay only slows the scripted model; it does not change what it says
-    config.write_text(scripted_toml(**SLOW))
+    assert kill_and_rerun(tmp_path, scripted_toml(**SLOW)) == reference
+
+
+def kill_and_rerun(tmp_path: Path, config_text: str) -> dict[str, str]:
+    """SIGKILL `sparring run` mid-run, rerun the same command; the transcripts once it has finished."""
+    config = tmp_path / "exp.toml"
+    config.write_text(config_text)
     db = tmp_path / "run.db"
     command = sparring("run", str(config), "--db", f"sqlite:///{db}", "--run-id", "resumable")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -84,7 +89,7 @@ def test_sigkill_then_rerun_finishes_the_plan_exactly(tmp_path: Path, reference)
     finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr[-2000:]
     check_integrity(f"sqlite:///{db}", "resumable")
-    assert transcripts(f"sqlite:///{db}", "resumable") == reference
+    return transcripts(f"sqlite:///{db}", "resumable")
 
 
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, reference):
@@ -120,16 +125,4 @@ def test_sigkill_then_rerun_gives_the_same_transcripts_for_a_generated_attacker(
     reference_text = refine_config(goals, 0.0)
     reference_url = f"sqlite:///{tmp_path / 'reference.db'}"
     run_experiment(parse_config(reference_text), reference_text, Store(reference_url), "resumable")
-    config = tmp_path / "exp.toml"
-    config.write_text(refine_config(goals, 0.15))
-    db = tmp_path / "run.db"
-    command = sparring("run", str(config), "--db", f"sqlite:///{db}", "--run-id", "resumable")
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_turns(db, 8, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
-    assert sum(bool(t) for t in transcripts(f"sqlite:///{db}", "resumable").values()) < 20
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert finished.returncode == 0, finished.stderr[-2000:]
-    check_integrity(f"sqlite:///{db}", "resumable")
-    assert transcripts(f"sqlite:///{db}", "resumable") == transcripts(reference_url, "resumable")
+    assert kill_and_rerun(tmp_path, refine_config(goals, 0.15)) == transcripts(reference_url, "resumable")
