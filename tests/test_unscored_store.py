@@ -114,3 +114,24 @@ def test_the_attacker_usage_migration_adds_a_nullable_column_and_keeps_rows(data
         assert "queries" not in {c["name"] for c in sa.inspect(engine).get_columns("utterances")}
     finally:
         engine.dispose()
+
+
+def test_the_hidden_probes_migration_adds_a_nullable_column_and_keeps_rows(database_url):
+    engine = sa.create_engine(database_url)
+    try:
+        migrate(engine, "0005")
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO runs VALUES ('r', 'h', '', '{}', 'finished', :at, :at)"),
+                         {"at": datetime.now(UTC)})
+            conn.execute(sa.text("INSERT INTO conversations (id, run_id, target, attack, item_id, repetition, "
+                                 "task_description, red_team_member, status, n_turns) "
+                                 "VALUES ('c', 'r', 't', 'a', 'i', 0, '', 'a', 'finished', 2)"))
+            conn.execute(sa.text("INSERT INTO utterances (conversation_id, turn_index, sample_index, role, text, picked, "
+                                 "queries) VALUES ('c', 0, 0, 'human', 'hi', true, 3)"))
+        migrate(engine, "0006")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT text, queries, hidden FROM utterances")).all() == [("hi", 3, None)]
+        migrate(engine, "0005", down=True)
+        assert "hidden" not in {c["name"] for c in sa.inspect(engine).get_columns("utterances")}
+    finally:
+        engine.dispose()

@@ -41,6 +41,7 @@ class Sample(BaseModel):
     finish_reason: str | None = None
     completion_tokens: int | None = None  # for a generated human turn: the tokens the attacker spent on it
     queries: int | None = None  # for a generated human turn: the attacker's model calls (None: a person or replay)
+    hidden: int | None = None  # of those, target replies a searching attacker saw and dropped (not in the transcript)
     scores: dict[str, float] = Field(default_factory=dict)
     flagged: dict[str, bool] = Field(default_factory=dict)
     unscored: dict[str, str] = Field(default_factory=dict)
@@ -115,8 +116,10 @@ class Conversation(BaseModel):
     turns: list[Turn] = Field(default_factory=list)
     scores: dict[str, float] = Field(default_factory=dict)
 
-    def add_human(self, text: str, queries: int | None = None, tokens: int | None = None) -> Turn:
-        turn = Turn(role=Role.HUMAN, samples=[Sample(text=text, queries=queries, completion_tokens=tokens)])
+    def add_human(self, text: str, queries: int | None = None, tokens: int | None = None,
+                  hidden: int | None = None) -> Turn:
+        turn = Turn(role=Role.HUMAN, samples=[Sample(text=text, queries=queries, completion_tokens=tokens,
+                                                     hidden=hidden)])
         self.turns.append(turn)
         return turn
 

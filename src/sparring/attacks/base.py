@@ -6,13 +6,17 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
+from sparring.attacks.probe import Probe
 from sparring.conversation import Conversation
 from sparring.registry import ComponentSpec, Registry
 
 
 @dataclass(frozen=True)
 class HumanTurn:
-    """A human turn an attacker generated, with what it cost: model calls and completion tokens."""
+    """A human turn an attacker generated, with what it cost: its model calls and completion tokens.
+
+    Target replies a searching attacker probed and dropped are added by the engine, which saw them.
+    """
 
     text: str
     queries: int
@@ -51,11 +55,13 @@ class Attack(ABC):
     def items(self) -> list[AttackItem]:
         """The attack items, in a stable order with stable ids."""
 
-    async def next_human_turn(self, item: AttackItem, conversation: Conversation) -> str | HumanTurn | None:
+    async def next_human_turn(self, item: AttackItem, conversation: Conversation,
+                              probe: Probe | None = None) -> str | HumanTurn | None:
         """The next human utterance (with its cost if a model wrote it), or None when there is nothing more to say.
 
         A generated turn must depend only on the item, the conversation so far and the attack's own
-        seed, so a resumed run asks the same questions.
+        seed, so a resumed run asks the same questions. ``probe`` (given by the engine) tries a candidate
+        turn on the target without storing it, for attackers that search before they speak.
         """
         index = len(conversation.human_turns)
         return item.human_turns[index] if index < len(item.human_turns) else None

@@ -34,10 +34,25 @@ class Converter(ABC):
         self.config = config
 
     @abstractmethod
+    async def aconvert(self, text: str, rng: random.Random) -> str:
+        """The converted message; async because a converter may call a model (``paraphrase``)."""
+
+    async def aclose(self) -> None:
+        """Release the converter's model, if it has one."""
+        return None
+
+
+class TextConverter(Converter):
+    """A converter that is a pure function of the text and the turn's random generator."""
+
+    @abstractmethod
     def convert(self, text: str, rng: random.Random) -> str: ...
 
+    async def aconvert(self, text: str, rng: random.Random) -> str:
+        return self.convert(text, rng)
 
-class _Encoding(Converter):
+
+class _Encoding(TextConverter):
     """The message encoded, after an instruction to decode it and answer (an encoding attack)."""
 
     config: _EncodingConfig
@@ -92,7 +107,7 @@ _LEET = str.maketrans({"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7
 
 
 @converters.register("leetspeak")
-class Leetspeak(Converter):
+class Leetspeak(TextConverter):
     """Letters swapped for look-alike digits (a -> 4, e -> 3, ...), which keyword filters miss."""
 
     description = "Replaces a, e, i, o, s, t with 4, 3, 1, 0, 5, 7."
@@ -103,7 +118,7 @@ class Leetspeak(Converter):
 
 
 @converters.register("role-play")
-class RolePlay(Converter):
+class RolePlay(TextConverter):
     """The message framed as a line in a fictional scene whose character always answers."""
 
     description = "Frames the message as dialogue in a story whose expert character answers in full."
@@ -127,7 +142,7 @@ class RolePlay(Converter):
 
 
 @converters.register("augment")
-class Augment(Converter):
+class Augment(TextConverter):
     """Best-of-N style noise (Hughes et al. 2024): scrambled word middles, random capitals, ASCII noise."""
 
     description = "Seeded random character noise: word-middle scrambling, random capitalisation, ASCII shifts."

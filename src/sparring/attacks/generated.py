@@ -19,6 +19,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field
 
 from sparring.attacks.base import Attack, AttackItem, HumanTurn, attacks
+from sparring.attacks.probe import Probe
 from sparring.attacks.replay import GoalReplay, GoalsConfig
 from sparring.conversation import Conversation
 from sparring.errors import ModelError
@@ -99,7 +100,8 @@ class GeneratedAttack(Attack):
     def prompt_for(self, item: AttackItem) -> Prompt:
         return Prompt(messages=(Message("user", self.config.instruction),))
 
-    async def next_human_turn(self, item: AttackItem, conversation: Conversation) -> HumanTurn | None:
+    async def next_human_turn(self, item: AttackItem, conversation: Conversation,
+                              probe: Probe | None = None) -> HumanTurn | None:
         if conversation.human_turns:
             return None  # a single-turn attack
         budget, tokens = self.config.budget, 0
@@ -221,7 +223,8 @@ class RefineAttack(GoalReplay):
     def use_judge(self, scorer: str, flag_is_harmful: bool) -> None:
         self.judge, self.judge_flags_harm = scorer, flag_is_harmful
 
-    async def next_human_turn(self, item: AttackItem, conversation: Conversation) -> str | HumanTurn | None:
+    async def next_human_turn(self, item: AttackItem, conversation: Conversation,
+                              probe: Probe | None = None) -> str | HumanTurn | None:
         if not conversation.human_turns:
             return item.task_description  # the first attempt is the goal as written (no attacker call)
         last = conversation.assistant_turns[-1]

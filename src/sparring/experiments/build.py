@@ -77,6 +77,9 @@ class Components(LiveComponents):
         await super().aclose()
         for attack in self.attacks.values():
             await attack.aclose()
+        for chain in self.converters.values():
+            for converter in chain:
+                await converter.aclose()
         if self.picker is not None and all(self.picker is not s for s in self.all_scorers):
             await self.picker.aclose()
 

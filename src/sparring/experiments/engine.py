@@ -7,12 +7,14 @@ import random
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from sparring.attacks.base import HumanTurn
 from sparring.conversation import Conversation
 from sparring.errors import ModelError
 from sparring.experiments.build import Components, WorkUnit, turn_seed
 from sparring.experiments.config import ExperimentConfig
+from sparring.experiments.probing import TurnProber
 from sparring.experiments.writer import StoreWriter
 from sparring.models.base import SamplingParams
 from sparring.scoring.aggregate import transcript_scores
@@ -94,11 +96,11 @@ class Engine:
         picker = self.components.picker
         return "" if picker is None else f"picker:{picker.name}"
 
-    def _convert(self, unit: WorkUnit, text: str, seed: int) -> str:
+    async def _convert(self, unit: WorkUnit, text: str, seed: int) -> str:
         """The attack's converters in order; their randomness comes from the turn's seed (same on resume)."""
         rng = random.Random(f"convert\x00{seed}")
         for converter in self.components.converters.get(unit.attack_name, []):
-            text = converter.convert(text, rng)
+            text = await converter.aconvert(text, rng)
         return text
 
     async def _run_unit(self, unit: WorkUnit, conversation: Conversation, writer: StoreWriter, outcome: RunOutcome) -> bool:
@@ -107,18 +109,27 @@ class Engine:
         pending: list[asyncio.Future[None]] = []
         try:
             while len(conversation.human_turns) < self.config.turns:
-                human = await unit.attack.next_human_turn(unit.item, conversation)
-                if human is None:
-                    break
                 start = len(conversation.turns)
                 params = self.params.with_seed(turn_seed(self.config.seed, unit, start))
-                text = self._convert(unit, human.text if isinstance(human, HumanTurn) else human, params.seed)
+                prober = TurnProber(unit.target, conversation, params, self.components.scorer,
+                                    self.components.all_scorers, self.components.picker,
+                                    partial(self._convert, unit, seed=params.seed))
+                human = await unit.attack.next_human_turn(unit.item, conversation, prober)
+                if human is None:
+                    break
+                said = human.text if isinstance(human, HumanTurn) else human
+                probed = prober.take(said)  # a probed candidate: its turn is stored, not asked for again
+                text = probed[0] if probed is not None else await self._convert(unit, said, params.seed)
+                hidden = prober.calls - (probed is not None)
                 if isinstance(human, HumanTurn):
-                    conversation.add_human(text, human.queries, human.tokens)
+                    conversation.add_human(text, human.queries + hidden, human.tokens, hidden if prober.calls else None)
                 else:
                     conversation.add_human(text)
-                turn = await sample_turn(unit.target, conversation, params, self.components.all_scorers)
-                pick = await pick_sample(turn, conversation, self.components.picker, params.seed)
+                if probed is not None:
+                    _, turn, pick = probed
+                else:
+                    turn = await sample_turn(unit.target, conversation, params, self.components.all_scorers)
+                    pick = await pick_sample(turn, conversation, self.components.picker, params.seed)
                 conversation.add_assistant(turn.samples, pick.index, pick.compared)
                 # The next turn is generated while this one commits (group commit, in order); the
                 # conversation only counts as finished once every turn of it is committed.

@@ -284,6 +284,7 @@ def _turn_rows(write: TurnWrite, utterances: list[dict[str, Any]], scores: list[
                 "conversation_id": cid, "turn_index": index, "sample_index": s_index, "role": turn.role.value,
                 "text": sample.text, "picked": s_index == turn.picked, "finish_reason": sample.finish_reason,
                 "completion_tokens": sample.completion_tokens, "queries": sample.queries,
+                "hidden": sample.hidden,
             })
             scores += score_rows(cid, index, s_index, sample)
         if turn.role is Role.ASSISTANT and write.pair_source:
@@ -315,7 +316,7 @@ def _rebuild_turns(cid: str, rows: list[Row[Any]], scores: dict[tuple[str, int, 
             found = scores.get((cid, index, row.sample_index), [])
             samples.append(Sample(
                 text=row.text, finish_reason=row.finish_reason, completion_tokens=row.completion_tokens,
-                queries=row.queries,
+                queries=row.queries, hidden=row.hidden,
                 scores={s.scorer: s.value for s in found if s.value is not None},
                 flagged={s.scorer: bool(s.flagged) for s in found if s.value is not None},
                 unscored={s.scorer: s.unscored or "unscored" for s in found if s.value is None},

@@ -88,6 +88,7 @@ class UtteranceRow(Base):
     finish_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     queries: Mapped[int | None] = mapped_column(Integer, nullable=True)  # model calls a generated human turn cost
+    hidden: Mapped[int | None] = mapped_column(Integer, nullable=True)  # of those, target replies a search dropped
 
 
 class ScoreRow(Base):
