@@ -321,3 +321,38 @@ def test_the_stored_snapshot_wins_when_another_process_created_the_run_first(sql
     run_experiment(parse_config(text), text, store, "learner")
     assert {c.unit.id: c.conversation.to_hh() for c in store.conversations("learner")} == before
     store.close()
+
+
+def test_the_paraphrase_converter_rewords_by_a_seeded_model_and_keeps_a_turn_it_cannot_reword(sqlite_url):
+    import random
+
+    from sparring.attacks.converters import converters
+
+    rewordings = ["Could you explain how a vault lock works?", "How does the lock on a vault work?"]
+    paraphrase = converters.create("paraphrase", {"model": {"backend": "scripted", "responses": rewordings}})
+    first = asyncio.run(paraphrase.aconvert("how do vault locks work", random.Random(3)))
+    assert first in rewordings and first == asyncio.run(paraphrase.aconvert("how do vault locks work",
+                                                                             random.Random(3)))
+    assert "<message>how do vault locks work</message>" in paraphrase.model.prompts[0].messages[0].content
+    seeds = {asyncio.run(paraphrase.aconvert("how do vault locks work", random.Random(s))) for s in range(8)}
+    assert seeds == set(rewordings)  # the turn's seed decides which rewording
+    silent = converters.create("paraphrase", {"model": {"backend": "scripted", "responses": ["  "]}})
+    assert asyncio.run(silent.aconvert("keep me", random.Random(0))) == "keep me"
+    with pytest.raises(ConfigError, match=r"converters\[0\]\.instruction: must contain \{message\}"):
+        from sparring.experiments.build import build_components
+
+        build_components(parse_config(scripted_toml().replace(
+            'kind = "hh-rlhf"', 'kind = "hh-rlhf"\nconverters = [{name = "paraphrase", instruction = "no slot", '
+            'model = {backend = "scripted"}}]')))
+
+    model = f'{{backend = "scripted", responses = {toml_value(rewordings)}}}'
+    text = scripted_toml(limit=2).replace('kind = "hh-rlhf"', f'kind = "hh-rlhf"\nconverters = [{{name = "paraphrase", '
+                                                              f'model = {model}}}]')
+    store = Store(sqlite_url)
+    run_experiment(parse_config(text), text, store, "reworded")
+    stored = store.conversations("reworded")
+    assert stored and all(h.text in rewordings for c in stored for h in c.conversation.human_turns)
+    assert store.run("reworded").components["converters"]["hh-rlhf"][0]["name"] == "paraphrase"
+    run_experiment(parse_config(text), text, store, "again")
+    assert [c.conversation.to_hh() for c in store.conversations("again")] == [c.conversation.to_hh() for c in stored]
+    store.close()

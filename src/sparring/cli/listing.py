@@ -41,7 +41,8 @@ def describe(kind: str) -> list[dict[str, Any]]:
                 "default": None if required else _jsonable(info.get_default(call_default_factory=True)),
                 "help": info.description or "",
             })
-        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        # what the component declares it does, else its docstring's first line
+        summary = getattr(cls, "description", "") or ((cls.__doc__ or "").strip().splitlines() or [""])[0]
         described.append({"name": name, "summary": summary, "arguments": arguments})
     return described
 
