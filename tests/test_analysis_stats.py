@@ -190,6 +190,7 @@ def test_compare_sources():
     assert diversity.loc["a", "distinct_2"] == 1.0  # every bigram differs
     assert diversity.loc["b", "distinct_2"] == pytest.approx(3 / 9)  # 3 bigrams repeated 3 times
     assert diversity.loc["a", "mean_human_turns"] == pytest.approx(4 / 3)
+    assert diversity.loc["a", "dispersion"] > 0.3 and diversity.loc["b", "dispersion"] == pytest.approx(0, abs=1e-5)
     assert human_turns(varied[0]) == ["how do birds fly so far", "and fish swim deep"]
     assert distinct_2(["a b a b"]) == pytest.approx(2 / 3)
 

@@ -291,9 +291,12 @@ def test_one_config_mixes_replay_and_generated_attacks_and_show_compares_them(sq
     assert set(by_name) == {"hh-rlhf", "zero-shot"}
     assert by_name["hh-rlhf"].queries == 0 and by_name["zero-shot"].queries == 6  # replay costs no queries
     assert all(a.distinct_2 is not None and 0 < a.distinct_2 <= 1 for a in by_name.values())
+    # 3 openings each (the equal sample): 2 distinct generated ones vs 3 different dialogues
+    assert by_name["zero-shot"].dispersion is not None and by_name["hh-rlhf"].dispersion is not None
+    assert 0 < by_name["zero-shot"].dispersion < by_name["hh-rlhf"].dispersion
     store.close()
     shown = " ".join(CliRunner().invoke(app, ["show", "mixed", "--db", sqlite_url]).stdout.split())
-    assert "per attack" in shown and "zero-shot" in shown and "distinct-2" in shown
+    assert "per attack" in shown and "zero-shot" in shown and "distinct-2" in shown and "dispersion" in shown
 
 
 def test_the_stored_snapshot_wins_when_another_process_created_the_run_first(sqlite_url, monkeypatch):
@@ -356,3 +359,12 @@ def test_the_paraphrase_converter_rewords_by_a_seeded_model_and_keeps_a_turn_it_
     run_experiment(parse_config(text), text, store, "again")
     assert [c.conversation.to_hh() for c in store.conversations("again")] == [c.conversation.to_hh() for c in stored]
     store.close()
+
+
+def test_dispersion_is_zero_for_one_meaning_and_grows_with_different_ones():
+    from sparring.analysis.diversity import dispersion
+
+    same = dispersion(["How do vault locks work?"] * 3)
+    close = dispersion(["How do vault locks work?", "How does the lock of a vault work?"])
+    apart = dispersion(["How do vault locks work?", "Write a poem about the sea in spring."])
+    assert abs(same) < 1e-5 and 0 < close < apart and dispersion(["one"]) != dispersion(["one"])  # NaN

@@ -12,7 +12,8 @@ import pandas as pd
 from sparring.analysis.bootstrap import interval, resampled_means
 from sparring.analysis.cells import success
 from sparring.analysis.dataset import RedTeamData
-from sparring.analysis.embedding_map import human_turns
+from sparring.analysis.diversity import DISPERSION_SAMPLE, dispersion
+from sparring.analysis.embedding_map import human_side, human_turns
 
 METRICS = (("mean_rating", "rating"), ("success_rate", "success"), ("mean_min_harmlessness", "harm"))
 DIVERSITY_SAMPLE = 1000  # attempts per source for distinct-2, the same number for both
@@ -24,7 +25,7 @@ class Comparison:
     sources: pd.DataFrame  # name, n, <metric>, <metric>_lo, <metric>_hi for each metric
     differences: pd.DataFrame  # metric, a, b, difference (b - a), lo, hi
     tag_mix: pd.DataFrame  # tag, share_a, share_b (shares of each source's tagged attempts)
-    diversity: pd.DataFrame  # name, sample_size, distinct_2, mean_human_turns
+    diversity: pd.DataFrame  # name, sample_size, distinct_2, dispersion, mean_human_turns
     notes: list[str] = field(default_factory=list)
 
 
@@ -66,7 +67,8 @@ def compare_sources(a: RedTeamData, b: RedTeamData, n_boot: int = 2000, seed: in
     sample_size = min(len(a.attempts), len(b.attempts), DIVERSITY_SAMPLE)
     diversity = pd.DataFrame([_diversity(d, sample_size, np.random.default_rng(seed + i)) for i, d in enumerate((a, b))])
     notes.append(f"distinct-2 over the human turns of {sample_size} random attempts per source "
-                 "(unique word bigrams / all bigrams, lower-cased)")
+                 "(unique word bigrams / all bigrams, lower-cased); dispersion: mean pairwise cosine distance of "
+                 f"the MiniLM embeddings of the human side of the first {min(sample_size, DISPERSION_SAMPLE)} of them")
     return Comparison(pd.DataFrame(source_rows), pd.DataFrame(differences), _tag_mix(a, b), diversity, notes)
 
 
@@ -110,5 +112,6 @@ def _diversity(data: RedTeamData, sample_size: int, rng: np.random.Generator) ->
     picks = rng.choice(len(transcripts), size=sample_size, replace=False) if sample_size else np.array([], int)
     turns = [turn for t in transcripts.iloc[picks] for turn in human_turns(t)]
     counts = transcripts.str.count("\n\nHuman:")
-    return {"name": data.name, "sample_size": sample_size, "distinct_2": distinct_2(turns),
+    spread = dispersion([human_side(t) for t in transcripts.iloc[picks[:DISPERSION_SAMPLE]]])
+    return {"name": data.name, "sample_size": sample_size, "distinct_2": distinct_2(turns), "dispersion": spread,
             "mean_human_turns": float(counts.mean()) if len(counts) else float("nan")}
