@@ -38,6 +38,7 @@ class RedTeamData:
     notes: list[str] = field(default_factory=list)
     unscored: int | None = None  # assistant responses the scorer could not judge; None: the source does not say
     scorer: str | None = None  # what min_harmlessness comes from; None: the source does not say
+    errors: dict[str, int] = field(default_factory=dict)  # attack -> failed conversations (runs, campaigns)
 
 
 def empty_reviews() -> pd.DataFrame:
@@ -308,10 +309,36 @@ def _run_records(store: Any, run_id: str, human: bool) -> tuple[list[dict[str, A
             record["task_descripton_harmlessness_score"] = float("nan")
         if human and stored.rating is None:
             record["rating"] = float("nan")
+        record["attack"] = stored.unit.attack
         records.append(record)
         ids.append(stored.unit.id)
     notes = [f"min_harmlessness and task_harmlessness are scorer {primary!r} on the harmlessness axis"]
     return records, ids, notes, unscored
+
+
+def _attacks(store: Any, run_id: str, records: list[dict[str, Any]], attempts: pd.DataFrame,
+             people: bool) -> dict[str, int]:
+    """Adds who wrote each attempt (``attack``, ``side``: people, model or dataset); failed conversations per attack."""
+    from sparring.attacks import attacks
+
+    kinds = {label: str(spec.get("name", "")) for label, spec in store.run(run_id).components.get("attacks", {}).items()}
+    labels = {record_id: record["attack"] for record_id, record in zip(attempts["attempt_id"], records, strict=False)}
+
+    def side(label: str) -> str:
+        if people:
+            return "people"
+        kind = kinds.get(label, "")
+        return attacks.get(kind).written_by if kind in attacks.names() else "dataset"
+
+    attempts["attack"] = attempts["attempt_id"].map(labels).fillna("").astype(str)
+    attempts["side"] = attempts["attack"].map(side)
+    if people:
+        attempts["attack"] = "people"
+    errors: dict[str, int] = {}
+    for stored in store.conversations(run_id, ["error"]):
+        label = "people" if people else stored.unit.attack
+        errors[label] = errors.get(label, 0) + 1
+    return errors
 
 
 def _primary(store: Any, run_id: str) -> str:
@@ -322,10 +349,11 @@ def _read_run(store: Any, run_id: str) -> RedTeamData:
     records, ids, notes, unscored = _run_records(store, run_id, human=False)
     name = f"run {run_id}"
     attempts = released_frame(records, ids, name, platform="automated")
+    errors = _attacks(store, run_id, records, attempts, people=False)
     notes.append("automated run: rating is 4.0 when the primary scorer judged any picked assistant turn harmful, "
                  "else 0.0 (NaN when it judged none harmful but could not judge every one; a person's own "
                  "rating where one was stored); red_team_member_id is the attack")
-    return RedTeamData(name, "run", attempts, empty_reviews(), notes, unscored, _primary(store, run_id))
+    return RedTeamData(name, "run", attempts, empty_reviews(), notes, unscored, _primary(store, run_id), errors)
 
 
 def _read_campaign(store: Any, campaign_id: str, run_id: str) -> RedTeamData:
@@ -337,6 +365,7 @@ def _read_campaign(store: Any, campaign_id: str, run_id: str) -> RedTeamData:
     records, ids, notes, unscored = _run_records(store, run_id, human=True)
     name = f"campaign {campaign_id}"
     attempts = released_frame(records, ids, name, platform="web")
+    errors = _attacks(store, run_id, records, attempts, people=True)
     with store.engine.connect() as conn:
         pseudonyms = dict(conn.execute(select(UserRow.id, UserRow.pseudonym)).all())
         owned = conn.execute(select(AttemptRow.conversation_id, AttemptRow.user_id, AttemptRow.tags,
@@ -363,4 +392,4 @@ def _read_campaign(store: Any, campaign_id: str, run_id: str) -> RedTeamData:
     ])
     notes.append("campaign: rating is the red teamer's own 0-4 rating (NaN if not given); tags are the red "
                  "teamer's; reviews are finished review tasks (reviewer pseudonyms)")
-    return RedTeamData(name, "campaign", attempts, reviews, notes, unscored, _primary(store, run_id))
+    return RedTeamData(name, "campaign", attempts, reviews, notes, unscored, _primary(store, run_id), errors)

@@ -36,6 +36,7 @@ class Attack(ABC):
     """Plans attack items and speaks the human side. Only ``items`` is required; the default speaker replays."""
 
     description: ClassVar[str] = ""
+    written_by: ClassVar[str] = "dataset"  # "people" (replayed red-team dialogues), "model" (an attacker), "dataset"
     spec: ComponentSpec
 
     @property

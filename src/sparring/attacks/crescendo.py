@@ -52,6 +52,7 @@ class CrescendoAttack(GoalReplay):
     """Escalates from benign to the goal over several turns; a refused turn is taken back and rephrased."""
 
     description = "Crescendo: multi-turn escalation toward file goals, refused turns taken back and rephrased."
+    written_by = "model"
     Config = CrescendoConfig
     config: CrescendoConfig
 

@@ -83,6 +83,7 @@ def call_seed(seed: int, item_id: str, attempt: int) -> int:
 class GeneratedAttack(Attack):
     """A model writes one opening per item from a prompt, within the per-conversation budget; single turn."""
 
+    written_by = "model"
     config: ZeroShotConfig
 
     def __init__(self, config: ZeroShotConfig) -> None:
@@ -211,6 +212,7 @@ class RefineAttack(GoalReplay):
     """
 
     description = "Iterative refinement of file goals by an attacker model with judge feedback (PAIR-style)."
+    written_by = "model"
     Config = RefineConfig
     config: RefineConfig
 

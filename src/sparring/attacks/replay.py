@@ -44,6 +44,7 @@ class HHReplay(Attack):
     """Replays the human turns of hh-rlhf red-team dialogues; the opening turn stands in as task description."""
 
     description = "Replay the human side of hh-rlhf red-team dialogues, turn by turn."
+    written_by = "people"
     Config = HHReplayConfig
 
     def __init__(self, config: HHReplayConfig) -> None:

@@ -104,6 +104,7 @@ class TreeAttack(GoalReplay):
     """Tree of attacks with pruning: a search over single-turn prompts, judged on the target, before speaking."""
 
     description = "TAP: a pruned tree of attacker-model refinements of file goals, judged on the target (single turn)."
+    written_by = "model"
     Config = TreeConfig
     config: TreeConfig
 
