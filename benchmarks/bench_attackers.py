@@ -1,8 +1,10 @@
 """Generated attackers: turns per second with the scripted model, and where the wall time goes.
 
-Side by side in one run, the same targets, judge and engine under three human sides:
-dataset replay, the zero-shot attacker and the refine (PAIR-style) attacker, each on
-the scripted model so the numbers measure Sparring, not a language model. Each call
+Side by side in one run, the same targets, judge and engine under five human sides:
+dataset replay, the zero-shot attacker, the refine (PAIR-style) attacker, TAP and
+Crescendo, each on the scripted model so the numbers measure Sparring, not a language
+model. TAP and Crescendo also probe the target with turns the transcript never shows:
+their rate counts stored turns, and the probes are in the target model's time. Each call
 to the attacker's model, the target's model and the scorers is timed, so the rest
 of the wall time is the engine (planning, concurrency, persistence).
 
@@ -36,6 +38,10 @@ def config_text(kind: str, items: int, concurrency: int) -> str:
         "zero-shot": f'kind = "zero-shot"\nitems = {items}\nmodel = {ATTACKER}',
         "refine": (f'kind = "refine"\npath = "{GOALS}"\ncolumn = "chosen"\nlimit = {items}\nmodel = {ATTACKER}\n'
                    'budget = {queries = 6, tokens = 512}'),
+        "tap": (f'kind = "tap"\npath = "{GOALS}"\ncolumn = "chosen"\nlimit = {items}\nmodel = {ATTACKER}\n'
+                'on_topic = "off"\nbranching = 2\nwidth = 2\ndepth = 3'),
+        "crescendo": (f'kind = "crescendo"\npath = "{GOALS}"\ncolumn = "chosen"\nlimit = {items}\n'
+                      f"model = {ATTACKER}\nmax_turns = 3\nmax_backtracks = 3"),
     }[kind]
     return f"""
 name = "bench-{kind}"
@@ -103,14 +109,14 @@ def main() -> None:
     args = parser.parse_args()
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("replay", "zero-shot", "refine"):
+        for kind in ("replay", "zero-shot", "refine", "tap", "crescendo"):
             turns, wall, parts = asyncio.run(measure(kind, args.items, args.concurrency, Path(tmp) / f"{kind}.db"))
             rates[kind] = turns / wall
             shares = ", ".join(f"{part} {seconds / wall:.0%}" for part, seconds in sorted(parts.items()))
             print(f"{kind:>9}: {turns} assistant turns in {wall:.2f} s = {rates[kind]:,.0f} turns/s; "
                   f"share of wall time in calls: {shares}; the engine and the store: the rest")
-    print(f"RESULT zero-shot/replay = {rates['zero-shot'] / rates['replay']:.2f}; "
-          f"refine/replay = {rates['refine'] / rates['replay']:.2f} (turns per second, same engine and judge)")
+    print("RESULT " + "; ".join(f"{kind}/replay = {rates[kind] / rates['replay']:.2f}" for kind in rates
+                                if kind != "replay") + " (stored turns per second, same engine and judge)")
 
 
 if __name__ == "__main__":
