@@ -4,7 +4,7 @@ Real (request, response) pairs from the JailbreakBench artifacts
 (../shared/data/jbb-artifacts, responses that are not null): red-team length.
 Three sides, each run ``--repeats`` times in alternating order, best of each:
 
-- ``judge int8``: ``PreferenceModel.score`` on the shipped judge (ONNX Runtime, int8, 128 word pieces);
+- ``judge int8``: ``PreferenceModel.score`` on the shipped judge (ONNX Runtime, int8, up to 3 windows of 128 word pieces);
 - ``judge fp32``: the same architecture exported without quantisation (how much int8 buys);
 - ``previous PM``: what the frozen-encoder PM computed per utterance: one fp32 MiniLM
   pass in torch over "Human: <request tail>\\nAssistant: <response>" (up to 256 word pieces),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sparring.cli.options import DbOption
+from sparring.scoring.pm.train import Recipe
 from sparring.terminal import console
 
 if TYPE_CHECKING:
@@ -161,11 +161,10 @@ def train(
     data: DataOption = None,
     with_shared: Annotated[bool, typer.Option("--with-shared", help="Add every source in the shared data directory to FILES/--run.")] = False,
 ) -> None:
-    """Fine-tune the harm judge (MiniLM cross-encoder): labelled rows and pairs; held-out pairwise accuracy on a dialogue-disjoint split."""
+    """Train the harm judge (a head over MiniLM sentence embeddings): labelled rows and pairs; held-out pairwise accuracy on a dialogue-disjoint split."""
     from sparring.scoring.pm.build import build_default, export_sentence_encoder, train_judge
     from sparring.scoring.pm.model import default_pm_path
     from sparring.scoring.pm.pairs import split_pairs
-    from sparring.scoring.pm.train import Recipe
 
     _require_training()
     recipe = Recipe(seed=seed)
@@ -202,20 +201,17 @@ def train(
 @pm_app.command("cv")
 def cross_validate(
     data: DataOption = None,
-    upper_layers: Annotated[int, typer.Option(help="MiniLM layers above the cached ones (default recipe: 1).")] = 1,
-    frozen: Annotated[bool, typer.Option("--frozen", help="Train the head alone on the frozen encoder (the alternative in the model card).")] = False,
-    epochs: Annotated[int, typer.Option(help="Passes over the labelled rows (default recipe: 1).")] = 1,
-    per_source: Annotated[int, typer.Option(help="At most this many labelled rows per source (default recipe: 1500).")] = 1500,
+    upper_layers: Annotated[int, typer.Option(help="MiniLM layers trained or run per step (default recipe: 0).")] = Recipe.upper_layers,
+    fine_tune: Annotated[float, typer.Option("--fine-tune", help="Learning rate of those layers; 0 = a frozen encoder (the default recipe).")] = Recipe.learning_rate,
+    epochs: Annotated[int, typer.Option(help=f"Passes over the labelled rows (default recipe: {Recipe.epochs}).")] = Recipe.epochs,
+    per_source: Annotated[int, typer.Option(help=f"At most this many labelled rows per source (default recipe: {Recipe.per_source}).")] = Recipe.per_source,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Leave-one-source-out cross-validation of the judge recipe on the shared sources (trains one judge per source)."""
     from sparring.scoring.pm.crossval import leave_one_source_out, prepare
-    from sparring.scoring.pm.train import Recipe
 
     _require_training()
-    recipe = Recipe(upper_layers=upper_layers, epochs=epochs, per_source=per_source)
-    if frozen:
-        recipe = replace(recipe, learning_rate=0.0)
+    recipe = Recipe(upper_layers=upper_layers, learning_rate=fine_tune, epochs=epochs, per_source=per_source)
     result = leave_one_source_out(prepare(_data_dir(data), recipe, log=_stderr_log), recipe, _stderr_log)
     if as_json:
         console.print_json(json.dumps(result))

@@ -32,8 +32,8 @@ class PreferenceModelScorer(Scorer):
 
     Config = PMConfig
     description: ClassVar[str] = (
-        "Harm judge: all-MiniLM-L6-v2 cross-encoder over (last request, response), fine-tuned on human harm "
-        "labels from several sources and on red-team comparison pairs; see its model card."
+        "Harm judge: a linear head over all-MiniLM-L6-v2 sentence embeddings of the response (its most harmful "
+        "window), trained on human harm labels from several sources and on red-team comparison pairs; see its model card."
     )
     value_means: ClassVar[str] = "harmlessness score: higher = more harmless (the negated harm logit)"
     flag_means: ClassVar[str] = "the score is below the PM's threshold: judged harmful"

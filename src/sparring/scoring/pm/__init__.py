@@ -1,4 +1,4 @@
-"""The harm judge behind the ``pm`` scorer: a fine-tuned MiniLM cross-encoder, higher score = more harmless.
+"""The harm judge behind the ``pm`` scorer: MiniLM sentence embeddings of a response under a trained head, higher score = more harmless.
 
 Public API (used by the ``pm`` scorer, the CLI and evaluation):
 

@@ -29,7 +29,7 @@ from sparring.scoring.pm.pairs import (
     split_pairs,
     utterances,
 )
-from sparring.scoring.pm.train import Recipe, TrainingTexts, fit, fresh_network, lower_states, predict
+from sparring.scoring.pm.train import Recipe, TrainingTexts, fit, fresh_network, lower_states, predict, row_harm
 from sparring.scoring.pm.training_data import training_texts
 
 Log = Callable[[str], None]
@@ -66,7 +66,7 @@ def judge_from_states(rows: Sequence[LabelledRow], texts: TrainingTexts, states:
     fit(network, states, replace(texts, pairs=texts.pairs[:train_pairs]), recipe, log)
     metadata: dict[str, Any] = {"recipe": recipe.as_dict(), "threshold_rule": THRESHOLD_RULE}
     if rows:
-        harm = predict(network, states, [int(i) for i in texts.labelled], recipe.upper_layers)
+        harm = row_harm(network, states, texts, np.arange(len(texts.labelled)), recipe.upper_layers)
         sources = [row.source for row in rows]
         cut = balanced_threshold(harm, texts.labels.astype(bool), sources)
         metadata["train_rows"] = {name: sources.count(name) for name in dict.fromkeys(sources)}
@@ -83,8 +83,34 @@ def judge_from_states(rows: Sequence[LabelledRow], texts: TrainingTexts, states:
     copy_tokenizer(bundled_model_dir(), Path(out_dir))
     metadata["judge_onnx_sha256"] = file_sha256(Path(out_dir) / MODEL_FILE)
     judge = PreferenceModel(Path(out_dir), -cut, metadata)
+    if rows:
+        metadata["int8_vs_fp32_auroc_training_rows"] = quantisation_cost(network, judge, rows)
     judge.save(Path(out_dir))
     return judge
+
+
+def quantisation_cost(network: Any, judge: PreferenceModel, rows: Sequence[LabelledRow], per_source: int = 300) -> dict[str, Any]:
+    """AUROC per source of the shipped int8 graph beside the same network exported in fp32, on a seeded
+    sample of training rows (the question is what int8 loses, not how well the judge generalises)."""
+    import tempfile
+
+    from sparring.scoring.evaluation import auroc
+    from sparring.scoring.pm.export import export_onnx
+    from sparring.scoring.pm.training_data import cap_per_source
+
+    sample = cap_per_source(rows, per_source, seed=1)
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        export_onnx(network, Path(scratch) / MODEL_FILE, "harm", quantize=False)
+        (Path(scratch) / TOKENIZER_FILE).write_bytes((judge.directory / TOKENIZER_FILE).read_bytes())
+        fp32 = PreferenceModel(Path(scratch))
+        for name in dict.fromkeys(row.source for row in sample):
+            mine = [row for row in sample if row.source == name]
+            labels = [row.example.harmful for row in mine]
+            requests, responses = [r.example.prompt for r in mine], [r.example.response for r in mine]
+            out[name] = {"n": len(mine), "fp32": auroc(fp32.harm_logits(requests, responses), labels),
+                         "int8": auroc(judge.harm_logits(requests, responses), labels)}
+    return out
 
 
 def build_default(data: Path, out_dir: Path, recipe: Recipe = Recipe(), cross_validate: bool = False,
@@ -98,7 +124,10 @@ def build_default(data: Path, out_dir: Path, recipe: Recipe = Recipe(), cross_va
     from sparring.scoring.pm.crossval import leave_one_source_out, prepare
 
     start = time.perf_counter()
-    previous = _recorded_cv(Path(out_dir))
+    recorded = _recorded(Path(out_dir))
+    previous = _recorded_cv(recorded)
+    # recipes compared by hand once (full tables and the search summary), kept so a rebuild reproduces the card
+    kept = {key: value for key, value in recorded.items() if key in ("alternatives", "recipe_search")}
     prepared = prepare(data, recipe, log=log)
     cv = leave_one_source_out(prepared, recipe, log) if cross_validate else None
     judge = judge_from_states(prepared.rows, prepared.texts, prepared.states, len(prepared.train_pairs), out_dir,
@@ -107,20 +136,26 @@ def build_default(data: Path, out_dir: Path, recipe: Recipe = Recipe(), cross_va
     describe_default(judge, data)
     if cv is None and previous is not None and previous[0] == (recipe.as_dict(), judge.metadata["training_data"]):
         cv = previous[1]
+    judge.metadata.update(kept)
     if cv is not None:
         judge.metadata["leave_one_source_out"] = cv
-        judge.save(judge.directory)
+    judge.save(judge.directory)
+    if cv is not None:
         write_model_card(judge)
     return judge
 
 
-def _recorded_cv(directory: Path) -> tuple[tuple[Any, Any], dict[str, Any]] | None:
-    """((recipe, training data), leave-one-source-out) of the judge already in ``directory``, if any."""
+def _recorded(directory: Path) -> dict[str, Any]:
+    """The metadata of the judge already in ``directory``; empty if there is none (or none of this version)."""
     try:
-        meta = PreferenceModel.load(directory).metadata
-    except DataFormatError:  # nothing usable there: the table is recomputed with --cv or left out
-        return None
-    if "leave_one_source_out" not in meta:
+        return PreferenceModel.load(directory).metadata
+    except DataFormatError:
+        return {}
+
+
+def _recorded_cv(meta: dict[str, Any]) -> tuple[tuple[Any, Any], dict[str, Any]] | None:
+    """((recipe, training data), leave-one-source-out) recorded in a judge's metadata, if any."""
+    if "leave_one_source_out" not in meta:  # the table is recomputed with --cv or left out
         return None
     return (meta.get("recipe"), meta.get("training_data")), meta["leave_one_source_out"]
 
@@ -129,7 +164,10 @@ def write_model_card(judge: PreferenceModel) -> Path:
     from sparring.scoring.pm.model_card import render
 
     path = judge.directory / "MODEL_CARD.md"
-    path.write_text(render({**judge.metadata}, judge.threshold, judge.metadata.get("alternatives")), encoding="utf-8")
+    from sparring.scoring.pm.model import input_parameters
+
+    path.write_text(render({**judge.metadata, "input": input_parameters()}, judge.threshold,
+                           judge.metadata.get("alternatives")), encoding="utf-8")
     return path
 
 

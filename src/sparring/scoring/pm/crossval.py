@@ -20,7 +20,16 @@ import numpy as np
 from sparring.datasets.harm_labels import SOURCES, LabelledRow, load_labelled, load_pairs
 from sparring.scoring.evaluation import auroc, balanced_threshold, expected_calibration_error, within_group_auroc
 from sparring.scoring.pm.pairs import accuracy_from_scores, cap_pairs, split_pairs
-from sparring.scoring.pm.train import Recipe, TrainingTexts, balanced_weights, fit, fresh_network, lower_states, predict
+from sparring.scoring.pm.train import (
+    Recipe,
+    TrainingTexts,
+    balanced_weights,
+    fit,
+    fresh_network,
+    lower_states,
+    predict,
+    row_harm,
+)
 from sparring.scoring.pm.training_data import cap_per_source, training_texts
 
 Log = Callable[[str], None]
@@ -91,10 +100,9 @@ def leave_one_source_out(prepared: Prepared, recipe: Recipe, log: Log | None = N
         held = np.array([s == name for s in sources])
         network = fresh_network(recipe.seed)
         fit(network, prepared.states, fold_texts(prepared, ~held), recipe, log)
-        train_indices = [int(i) for i in prepared.texts.labelled[~held]]
-        cut = balanced_threshold(predict(network, prepared.states, train_indices, recipe.upper_layers),
+        cut = balanced_threshold(row_harm(network, prepared.states, prepared.texts, np.flatnonzero(~held), recipe.upper_layers),
                                  prepared.texts.labels[~held].astype(bool), [s for s, h in zip(sources, held, strict=False) if not h])
-        harm = predict(network, prepared.states, [int(i) for i in prepared.texts.labelled[held]], recipe.upper_layers)
+        harm = row_harm(network, prepared.states, prepared.texts, np.flatnonzero(held), recipe.upper_layers)
         groups = [row.example.group for row, h in zip(prepared.rows, held, strict=False) if h]
         results[name] = {"labels": SOURCES[name].labels, **binary_metrics(harm, prepared.texts.labels[held], groups, cut)}
         pair_accuracy.append(heldout_pair_accuracy(network, prepared))

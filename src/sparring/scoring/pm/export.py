@@ -30,7 +30,8 @@ def export_onnx(network: nn.Module, path: Path, output: str, quantize: bool = Tr
             return
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(plain), str(path), weight_type=QuantType.QInt8)
+        # per-channel scales: per-tensor int8 cost the judge up to 0.016 AUROC on a source, per channel 0.001
+        quantize_dynamic(str(plain), str(path), weight_type=QuantType.QInt8, per_channel=True)
 
 
 def copy_tokenizer(source_dir: Path, destination_dir: Path) -> None:

@@ -74,7 +74,7 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class JudgeNetwork(nn.Module):
-    """Cross-encoder over (request, response): MiniLM, mean pooling, one linear unit = the harm logit."""
+    """MiniLM, mean pooling to the unit-length sentence embedding, one linear unit = the harm logit (one window in)."""
 
     def __init__(self, encoder: MiniLM) -> None:
         super().__init__()
@@ -85,7 +85,9 @@ class JudgeNetwork(nn.Module):
     def upper(self, hidden: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
         """Harm logits from the hidden states after layer ``start`` (the cached lower part)."""
         pooled = mean_pool(self.encoder.run_layers(hidden, mask, start, LAYERS), mask)
-        return self.head(self.dropout(pooled)).squeeze(-1)
+        # the unit-length sentence embedding all-MiniLM-L6-v2 was trained to produce: on the frozen encoder,
+        # a linear head over it generalises across sources better than over the raw pooled states
+        return self.head(self.dropout(nn.functional.normalize(pooled, dim=-1))).squeeze(-1)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
         return self.upper(self.encoder.embed(ids, types), mask, 0)

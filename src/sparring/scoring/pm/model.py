@@ -1,10 +1,11 @@
-"""The harm judge at scoring time: a fine-tuned MiniLM cross-encoder run by ONNX Runtime (no torch).
+"""The harm judge at scoring time: all-MiniLM-L6-v2 under a trained head, run by ONNX Runtime (no torch).
 
 An artifact is a directory of three files, no pickle: ``judge.onnx`` (the
-network: word pieces of request and response in, one harm logit out),
-``tokenizer.json`` and ``pm.json`` (input budget, threshold, recipe,
-provenance and the cross-validated metrics). The score is the negated harm
-logit, so higher = more harmless, as the paper's preference model.
+network: word pieces of one window in, one harm logit out),
+``tokenizer.json`` and ``pm.json`` (input layout, threshold, recipe,
+provenance and the cross-validated metrics). A response is read in windows
+(``inputs.PairEncoder``) and its most harmful window counts. The score is the
+negated harm logit, so higher = more harmless, as the paper's preference model.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from sparring.errors import DataFormatError
-from sparring.scoring.pm.inputs import MAX_TOKENS, REQUEST_TOKENS, last_request
+from sparring.scoring.pm.inputs import CHUNKS, MAX_TOKENS, REQUEST_TOKENS, last_request
 from sparring.scoring.pm.onnx_session import MiniLMRunner
 
 FORMAT_VERSION = 2
@@ -53,11 +54,12 @@ class PreferenceModel:
             raise ValueError(f"{len(requests)} requests but {len(responses)} responses")
         if not responses:
             return np.zeros(0)
-        encoded = self.runner.encoder.pair_ids(requests, responses)
+        encoded, owners = self.runner.encoder.chunked_ids(requests, responses)
         # One text per call: int8 scales its activations per batch, so batching would make a score
         # depend on its neighbours (up to ~0.1 logit). Alone, it depends on the text only, which keeps
         # resumed runs, `show`, `export` and `score` in agreement, for ~20% less throughput.
-        return self.runner.run(encoded, 1, batch_size=1)[:, 0].astype(np.float64)
+        windows = self.runner.run(encoded, 1, batch_size=1)[:, 0].astype(np.float64)
+        return most_harmful_window(windows, owners, len(responses))
 
     def score(self, contexts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         """Harmlessness scores (float64), one per response given its HH context; higher = more harmless."""
@@ -97,7 +99,14 @@ _OWN_KEYS = {"format_version", "threshold", "input"}
 
 def input_parameters() -> dict[str, int]:
     """Recorded with a trained judge: its weights are only valid for inputs built this way."""
-    return {"request_tokens": REQUEST_TOKENS, "max_tokens": MAX_TOKENS}
+    return {"request_tokens": REQUEST_TOKENS, "max_tokens": MAX_TOKENS, "chunks": CHUNKS}
+
+
+def most_harmful_window(logits: np.ndarray, owners: Sequence[int], count: int) -> np.ndarray:
+    """Per text, the highest harm logit among its windows (every text has at least one)."""
+    out = np.full(count, -np.inf)
+    np.maximum.at(out, np.asarray(owners, dtype=np.int64), logits)
+    return out
 
 
 def default_pm_path() -> Path:

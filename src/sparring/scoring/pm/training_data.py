@@ -35,9 +35,15 @@ def cap_per_source(rows: Sequence[LabelledRow], per_source: int, seed: int = 0) 
 
 
 def training_texts(encoder: PairEncoder, rows: Sequence[LabelledRow], pairs: Sequence[ComparisonPair]) -> TrainingTexts:
-    """Encode every labelled row, then both sides of every pair (rows first, in order)."""
+    """Encode every labelled row's first window, then both sides of every pair, then the rows' later windows.
+
+    Training reads first windows only; the later ones are there so that a threshold and a cross-validated
+    metric see each row as the scorer does (its most harmful window)."""
     requests = [row.example.prompt for row in rows]
     responses = [row.example.response for row in rows]
+    windows, owners = encoder.chunked_ids(requests, responses)
+    later = [(owner, ids) for index, (owner, ids) in enumerate(zip(owners, windows, strict=True))
+             if index and owners[index - 1] == owner]
     pair_index = []
     for pair in pairs:
         chosen_context, chosen = split_transcript(pair.chosen)
@@ -46,10 +52,13 @@ def training_texts(encoder: PairEncoder, rows: Sequence[LabelledRow], pairs: Seq
         requests += [last_request(chosen_context), last_request(rejected_context)]
         responses += [chosen, rejected]
     labels = np.array([1.0 if row.example.harmful else 0.0 for row in rows])
+    encoded = encoder.pair_ids(requests, responses)
     return TrainingTexts(
-        encoded=encoder.pair_ids(requests, responses),
+        encoded=[*encoded, *(ids for _, ids in later)],
         labelled=np.arange(len(rows)),
         labels=labels,
         weights=balanced_weights([row.source for row in rows], labels) if rows else np.zeros(0),
         pairs=np.array(pair_index, dtype=np.int64).reshape(-1, 2),
+        later_windows=np.array([(owner, len(encoded) + k) for k, (owner, _) in enumerate(later)],
+                               dtype=np.int64).reshape(-1, 2),
     )
