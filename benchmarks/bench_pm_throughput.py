@@ -114,10 +114,10 @@ def _fp32_judge(directory: Path) -> Path:
 
     from sparring.scoring.pm.export import export_onnx
     from sparring.scoring.pm.model import default_pm_path
-    from sparring.scoring.pm.train import fresh_network
+    from sparring.scoring.pm.train import Recipe, fresh_network
 
     shutil.copytree(default_pm_path(), directory / "fp32")
-    export_onnx(fresh_network(0), directory / "fp32" / "judge.onnx", "harm", quantize=False)
+    export_onnx(fresh_network(0, Recipe().pool_layers), directory / "fp32" / "judge.onnx", "harm", quantize=False)
     return directory / "fp32"
 
 

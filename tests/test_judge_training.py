@@ -84,12 +84,12 @@ def test_same_seed_same_network_and_onnx_matches_torch(sample, tmp_path: Path) -
     recipe = Recipe(epochs=1, batch_size=16)
     networks = []
     for _ in range(2):
-        network = fresh_network(recipe.seed)
+        network = fresh_network(recipe.seed, recipe.pool_layers)
         fit(network, lower_states(network, encoder, texts.encoded, recipe.upper_layers), texts, recipe)
         networks.append(network)
     first, second = (n.state_dict() for n in networks)
     assert all(torch.equal(first[k], second[k]) for k in first)
-    assert not torch.equal(first["head.weight"], fresh_network(recipe.seed).state_dict()["head.weight"])
+    assert not torch.equal(first["head.weight"], fresh_network(recipe.seed, recipe.pool_layers).state_dict()["head.weight"])
 
     export_onnx(networks[0], tmp_path / "fp32.onnx", "harm", quantize=False)
     batch = encoder.pad(encoder.pair_ids([r.example.prompt for r in test[:8]], [r.example.response for r in test[:8]]))

@@ -205,13 +205,18 @@ def cross_validate(
     fine_tune: Annotated[float, typer.Option("--fine-tune", help="Learning rate of those layers; 0 = a frozen encoder (the default recipe).")] = Recipe.learning_rate,
     epochs: Annotated[int, typer.Option(help=f"Passes over the labelled rows (default recipe: {Recipe.epochs}).")] = Recipe.epochs,
     per_source: Annotated[int, typer.Option(help=f"At most this many labelled rows per source (default recipe: {Recipe.per_source}).")] = Recipe.per_source,
+    pool_layers: Annotated[int, typer.Option(help=f"Last MiniLM layers averaged under the head (default recipe: {Recipe.pool_layers}; > 1 needs --upper-layers 0).")] = Recipe.pool_layers,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Leave-one-source-out cross-validation of the judge recipe on the shared sources (trains one judge per source)."""
     from sparring.scoring.pm.crossval import leave_one_source_out, prepare
 
     _require_training()
-    recipe = Recipe(upper_layers=upper_layers, learning_rate=fine_tune, epochs=epochs, per_source=per_source)
+    try:
+        recipe = Recipe(upper_layers=upper_layers, learning_rate=fine_tune, epochs=epochs, per_source=per_source,
+                        pool_layers=pool_layers)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     result = leave_one_source_out(prepare(_data_dir(data), recipe, log=_stderr_log), recipe, _stderr_log)
     if as_json:
         console.print_json(json.dumps(result))

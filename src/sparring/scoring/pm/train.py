@@ -44,7 +44,12 @@ class Recipe:
     pair_weight: float = 1.0
     per_source: int = 3000
     max_pairs: int = 2000  # training pairs used (one epoch of rows sees about rows / batch_size * pair_batch)
+    pool_layers: int = 3  # the head reads the average of the last 3 layers (needs a frozen encoder when > 1)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.pool_layers > 1 and self.upper_layers > 0:
+            raise ValueError("pool_layers > 1 needs a frozen encoder (upper_layers = 0)")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,7 +91,7 @@ def lower_states(network: JudgeNetwork, encoder: PairEncoder, encoded: Sequence[
         for indices in length_batches([len(ids) for ids, _ in encoded], batch_size):
             batch = encoder.pad([encoded[i] for i in indices])
             ids, mask, types = (torch.from_numpy(a) for a in (batch.ids, batch.mask, batch.types))
-            hidden = network.encoder.run_layers(network.encoder.embed(ids, types), mask, 0, LAYERS - upper_layers)
+            hidden = network.lower(ids, mask, types, LAYERS - upper_layers)
             for row, index in enumerate(indices):
                 states[index] = hidden[row, : len(encoded[index][0])].numpy().astype(np.float16)
     return states
@@ -188,11 +193,11 @@ def row_harm(network: JudgeNetwork, states: Sequence[np.ndarray], texts: Trainin
     return most_harmful_window(logits, owners, len(positions))
 
 
-def fresh_network(seed: int) -> JudgeNetwork:
+def fresh_network(seed: int, pool_layers: int = 1) -> JudgeNetwork:
     """The pretrained MiniLM under a new head (the head's initial weights come from ``seed``)."""
     import torch
 
     from sparring.scoring.pm.minilm import JudgeNetwork, load_pretrained
 
     torch.manual_seed(seed)
-    return JudgeNetwork(load_pretrained())
+    return JudgeNetwork(load_pretrained(), pool_layers)
