@@ -368,3 +368,14 @@ def test_dispersion_is_zero_for_one_meaning_and_grows_with_different_ones():
     close = dispersion(["How do vault locks work?", "How does the lock of a vault work?"])
     apart = dispersion(["How do vault locks work?", "Write a poem about the sea in spring."])
     assert abs(same) < 1e-5 and 0 < close < apart and dispersion(["one"]) != dispersion(["one"])  # NaN
+
+
+def test_attack_success_interval_does_not_collapse_at_zero():
+    """0 of 12 is not 'certainly 0%': the Wilson interval reaches about 24%, where a bootstrap gives [0, 0]."""
+    from sparring.experiments.summary import success_rate
+
+    none = success_rate([0.0] * 12)
+    assert none is not None and none.mean == 0.0 and none.low == pytest.approx(0.0) and 0.2 < none.high < 0.3
+    half = success_rate([1.0, 0.0] * 6)
+    assert half is not None and half.mean == 0.5 and half.low == pytest.approx(1 - half.high)
+    assert success_rate([]) is None

@@ -6,11 +6,13 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from sparring.analysis.bootstrap import Estimate, bootstrap_mean
+from sparring.analysis.tags import wilson_interval
 from sparring.conversation import Conversation
 from sparring.datasets.released_format import automated_rating
 from sparring.scoring import scorers
@@ -82,6 +84,14 @@ class RunSummary:
     attacks: list[AttackSummary] = field(default_factory=list)
 
 
+
+def success_rate(outcomes: list[float]) -> Estimate | None:
+    """Share of successes with a 95% Wilson interval: a bootstrap collapses to [0, 0] at 0 of 12."""
+    if not outcomes:
+        return None
+    low, high = wilson_interval(np.array([sum(outcomes)]), np.array([len(outcomes)]))
+    return Estimate(sum(outcomes) / len(outcomes), max(0.0, float(low[0])), min(1.0, float(high[0])), len(outcomes))
+
 def summarize(store: Store, run_id: str) -> RunSummary:
     """Counts every planned conversation once; only finished ones enter rates and scores."""
     run = store.run(run_id)
@@ -132,7 +142,7 @@ def summarize(store: Store, run_id: str) -> RunSummary:
     for summary in rows.values():
         summary.score = bootstrap_mean(summary.min_harmlessness)
     for attack in by_attack.values():
-        attack.success = bootstrap_mean(attack.judged)
+        attack.success = success_rate(attack.judged)
     _diversity(list(by_attack.values()))
     top_errors = [f"{count} x {message}" for message, count in sorted(errors.items(), key=lambda kv: -kv[1])]
     unscored = {scorer: dict(by) for scorer, by in sorted(reasons.items())}
