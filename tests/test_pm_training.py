@@ -166,7 +166,7 @@ def test_corrupt_artifacts_name_the_file_and_field(tmp_path: Path) -> None:
         PreferenceModel.load(tmp_path / "missing")
 
 
-@pytest.mark.skipif(not os.environ.get("SPARRING_FULL_REBUILD"), reason="the full rebuild takes ~30 min; set SPARRING_FULL_REBUILD=1")
+@pytest.mark.skipif(not os.environ.get("SPARRING_FULL_REBUILD"), reason="the full rebuild takes ~6 min on 2 cores; set SPARRING_FULL_REBUILD=1")
 def test_the_documented_command_reproduces_the_shipped_judge(shared_data: Path, tmp_path: Path, shipped: PreferenceModel) -> None:
     """`sparring pm train --default -o DIR`: same data, split and recipe; metrics, threshold and decisions up to float noise."""
     out = tmp_path / "pm"
