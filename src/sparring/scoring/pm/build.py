@@ -161,11 +161,10 @@ def _recorded_cv(meta: dict[str, Any]) -> tuple[tuple[Any, Any], dict[str, Any]]
 
 
 def write_model_card(judge: PreferenceModel) -> Path:
+    from sparring.scoring.pm.model import input_parameters
     from sparring.scoring.pm.model_card import render
 
     path = judge.directory / "MODEL_CARD.md"
-    from sparring.scoring.pm.model import input_parameters
-
     path.write_text(render({**judge.metadata, "input": input_parameters()}, judge.threshold,
                            judge.metadata.get("alternatives")), encoding="utf-8")
     return path
