@@ -138,7 +138,8 @@ def tap_toml(goals: Path, delay: float = 0.0, limit: int = 4, **args: object) ->
             f"model = {model}\n{extra}")
 
 
-def test_a_tap_run_stores_only_the_chosen_prompt_and_counts_the_other_branches(sqlite_url, shared_data, monkeypatch):
+def count_target_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every message the scripted target is asked to answer (the attacker model's prompts left out)."""
     target_calls: list[str] = []
     sample = ScriptedModel.sample
 
@@ -148,6 +149,11 @@ def test_a_tap_run_stores_only_the_chosen_prompt_and_counts_the_other_branches(s
         return await sample(self, prompt, params)
 
     monkeypatch.setattr(ScriptedModel, "sample", counted)
+    return target_calls
+
+
+def test_a_tap_run_stores_only_the_chosen_prompt_and_counts_the_other_branches(sqlite_url, shared_data, monkeypatch):
+    target_calls = count_target_calls(monkeypatch)
     text = tap_toml(shared_data / "jbb" / "harmful-behaviors.csv", branching=2, width=2, depth=2)
     store = Store(sqlite_url)
     outcome = run_experiment(parse_config(text), text, store, "tap")
@@ -246,15 +252,7 @@ def crescendo_toml(goals: Path, **args: object) -> str:
 
 
 def test_a_crescendo_run_never_shows_the_target_a_taken_back_turn(sqlite_url, shared_data, monkeypatch):
-    target_calls: list[str] = []
-    sample = ScriptedModel.sample
-
-    async def counted(self, prompt, params):  # type: ignore[no-untyped-def]
-        if not prompt.messages[-1].content.startswith("You are red teaming"):
-            target_calls.append(prompt.messages[-1].content)
-        return await sample(self, prompt, params)
-
-    monkeypatch.setattr(ScriptedModel, "sample", counted)
+    target_calls = count_target_calls(monkeypatch)
     text = crescendo_toml(shared_data / "jbb" / "harmful-behaviors.csv", limit=6, max_backtracks=2, max_turns=3)
     store = Store(sqlite_url)
     outcome = run_experiment(parse_config(text), text, store, "crescendo")
