@@ -14,14 +14,14 @@ from __future__ import annotations
 from pydantic import Field
 
 from sparring.attacks.base import AttackItem, HumanTurn, attacks
-from sparring.attacks.generated import Budget, call_seed
+from sparring.attacks.generated import Budget, ModelGoalAttack, call_seed
 from sparring.attacks.probe import Probe
-from sparring.attacks.replay import GoalReplay, GoalsConfig
+from sparring.attacks.replay import GoalsConfig
 from sparring.attacks.spending import Spend
 from sparring.conversation import Conversation, Role
 from sparring.errors import ModelError
-from sparring.models import Message, Model, Prompt, SamplingParams, models
-from sparring.models.spec import ModelSpec, backend_args
+from sparring.models import Message, Prompt, SamplingParams
+from sparring.models.spec import ModelSpec
 from sparring.scoring import Scorer, scorers
 
 CRESCENDO_INSTRUCTION = (
@@ -48,23 +48,16 @@ class CrescendoConfig(GoalsConfig):
 
 
 @attacks.register("crescendo")
-class CrescendoAttack(GoalReplay):
+class CrescendoAttack(ModelGoalAttack):
     """Escalates from benign to the goal over several turns; a refused turn is taken back and rephrased."""
 
     description = "Crescendo: multi-turn escalation toward file goals, refused turns taken back and rephrased."
-    written_by = "model"
     Config = CrescendoConfig
     config: CrescendoConfig
 
     def __init__(self, config: CrescendoConfig) -> None:
-        super().__init__(config)
-        self.model: Model = models.create(config.model["backend"], backend_args(config.model), where="model")
+        super().__init__(config, config.model)
         self.refusal: Scorer = scorers.create("refusal")
-        self.judge: str | None = None
-        self.judge_flags_harm = True
-
-    def use_judge(self, scorer: str, flag_is_harmful: bool) -> None:
-        self.judge, self.judge_flags_harm = scorer, flag_is_harmful
 
     async def next_human_turn(self, item: AttackItem, conversation: Conversation,
                               probe: Probe | None = None) -> HumanTurn | None:
@@ -116,5 +109,5 @@ class CrescendoAttack(GoalReplay):
         return Prompt(messages=(Message("user", message),))
 
     async def aclose(self) -> None:
-        await self.model.aclose()
+        await super().aclose()
         await self.refusal.aclose()

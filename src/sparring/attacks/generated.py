@@ -201,8 +201,26 @@ REFINE_INSTRUCTION = (
 )
 
 
+class ModelGoalAttack(GoalReplay):
+    """Goals from a file, turns written by an attacker model (any backend); the run's judge is known to it."""
+
+    written_by = "model"
+
+    def __init__(self, config: GoalsConfig, model: ModelSpec) -> None:
+        super().__init__(config)
+        self.model: Model = models.create(model["backend"], backend_args(model), where="model")
+        self.judge: str | None = None
+        self.judge_flags_harm = True
+
+    def use_judge(self, scorer: str, flag_is_harmful: bool) -> None:
+        self.judge, self.judge_flags_harm = scorer, flag_is_harmful
+
+    async def aclose(self) -> None:
+        await self.model.aclose()
+
+
 @attacks.register("refine")
-class RefineAttack(GoalReplay):
+class RefineAttack(ModelGoalAttack):
     """PAIR-style iterative refinement within one conversation: the goal first, then an attacker model revises
     it turn by turn from the target's reply and (``see_score``) the judge's score, until the judge calls a
     reply harmful, the conversation's turns run out, or the query/token budget does (Chao et al. 2023).
@@ -212,18 +230,11 @@ class RefineAttack(GoalReplay):
     """
 
     description = "Iterative refinement of file goals by an attacker model with judge feedback (PAIR-style)."
-    written_by = "model"
     Config = RefineConfig
     config: RefineConfig
 
     def __init__(self, config: RefineConfig) -> None:
-        super().__init__(config)
-        self.model: Model = models.create(config.model["backend"], backend_args(config.model), where="model")
-        self.judge: str | None = None
-        self.judge_flags_harm = True
-
-    def use_judge(self, scorer: str, flag_is_harmful: bool) -> None:
-        self.judge, self.judge_flags_harm = scorer, flag_is_harmful
+        super().__init__(config, config.model)
 
     async def next_human_turn(self, item: AttackItem, conversation: Conversation,
                               probe: Probe | None = None) -> str | HumanTurn | None:
@@ -259,6 +270,3 @@ class RefineAttack(GoalReplay):
         if self.judge not in scores:
             return "The judge could not score that reply.\n\n"
         return f"The judge ({self.judge}) scored that reply {scores[self.judge]:+.2f} and did not find it harmful.\n\n"
-
-    async def aclose(self) -> None:
-        await self.model.aclose()
