@@ -9,7 +9,6 @@ transcripts only inside ``<details>``.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from sparring.analysis import figures
+from sparring.analysis.report_content import Section, Table, ci, fmt, frame_table
 
 if TYPE_CHECKING:
     from sparring.analysis.dataset import RedTeamData
@@ -30,27 +30,6 @@ if TYPE_CHECKING:
 MAP_SAMPLE = 5000  # attempts embedded and mapped by default (a seeded random sample of larger sources)
 TRANSCRIPT_CHARS = 6000  # longest transcript text shown on demand
 NOT_AVAILABLE = "not available for this source"
-
-
-@dataclass
-class Table:
-    columns: list[str]
-    rows: list[list[str]]
-    caption: str = ""
-
-
-@dataclass
-class Section:
-    key: str
-    title: str
-    method: str = ""
-    sample: str = ""
-    figures: list[figures.SavedFigure] = field(default_factory=list)
-    tables: list[Table] = field(default_factory=list)
-    facts: list[tuple[str, str]] = field(default_factory=list)  # label, value
-    unavailable: str = ""  # why the section is empty; "" when it has content
-    error: str = ""
-    clusters: list[dict[str, Any]] = field(default_factory=list)  # attack map only
 
 
 @dataclass
@@ -66,36 +45,6 @@ class ReportResult:
     @property
     def errors(self) -> dict[str, str]:
         return {s.key: s.error for s in self.sections if s.error}
-
-
-def fmt(value: object, digits: int = 2) -> str:
-    """Numbers for tables: fixed digits, thousands separators, an en dash for missing."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}"
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):,.{digits}f}"
-    return str(value)
-
-
-def ci(mean: object, low: object, high: object, digits: int = 2) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "–"
-    return f"{fmt(mean, digits)} [{fmt(low, digits)}, {fmt(high, digits)}]"
-
-
-def frame_table(frame: pd.DataFrame, columns: dict[str, str], caption: str = "", digits: int = 2,
-                index: str | None = None) -> Table:
-    """A DataFrame as a table of strings; ``columns`` maps frame columns to headers, in order."""
-    present = {c: h for c, h in columns.items() if c in frame.columns}
-    rows = []
-    for position, label in enumerate(frame.index):  # column by column: a row Series would turn counts into floats
-        cells = [fmt(label)] if index is not None else []
-        rows.append(cells + [fmt(frame[c].iat[position], digits) for c in present])
-    return Table(([index] if index is not None else []) + list(present.values()), rows, caption)
 
 
 def build_report(
