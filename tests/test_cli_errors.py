@@ -327,3 +327,14 @@ def test_report_reads_an_export_directory_and_warns_when_scorers_differ(tmp_path
     assert "the scorer behind" in " ".join(result.stderr.split())  # the released file does not record its scorer
     html = (tmp_path / "r.html").read_text()
     assert "1,331.000" not in html and "['" not in html
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--pool-layers", "0"], "pool_layers 1-6"),
+    (["--upper-layers", "1"], "pool_layers > 1 needs a frozen encoder"),
+])
+def test_an_impossible_judge_recipe_is_a_usage_error(args: list[str], says: str):
+    """`pm cv` checks the recipe before loading any data: a usage error naming the option, no traceback."""
+    result = cli("pm", "cv", *args)
+    assert result.exit_code == exit_codes.USAGE, result.output
+    assert says in " ".join(result.output.split()) and "Traceback" not in result.output

@@ -48,6 +48,9 @@ class Recipe:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.upper_layers <= 6 or not 1 <= self.pool_layers <= 6:
+            raise ValueError(f"upper_layers must be 0-6 and pool_layers 1-6 (MiniLM has 6 layers), got "
+                             f"{self.upper_layers} and {self.pool_layers}")
         if self.pool_layers > 1 and self.upper_layers > 0:
             raise ValueError("pool_layers > 1 needs a frozen encoder (upper_layers = 0)")
 
