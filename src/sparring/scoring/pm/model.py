@@ -63,7 +63,9 @@ class PreferenceModel:
 
     def score(self, contexts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         """Harmlessness scores (float64), one per response given its HH context; higher = more harmless."""
-        return -self.harm_logits([last_request(c) for c in contexts], responses)
+        # a judge that does not read the request (the default) is spared parsing every context
+        requests = [last_request(c) for c in contexts] if self.runner.encoder.request_tokens else [""] * len(contexts)
+        return -self.harm_logits(requests, responses)
 
     def save(self, directory: Path) -> None:
         """Write the artifact to ``directory`` (the network and tokenizer are copied as they are)."""
