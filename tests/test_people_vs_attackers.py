@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from experiment_support import scripted_toml, toml_value
+from release_support import hh_dialogues
+from test_web_support import DISTINCT, campaign_toml, end, make_web, pick, send, start_conversation
 
+from sparring.analysis import people_vs_attackers
 from sparring.analysis.dataset import read_source
-from sparring.analysis.people_vs_attackers import compare_people_and_attackers
+from sparring.analysis.embedding_map import AttackMap, Cluster, human_turns
+from sparring.analysis.people_vs_attackers import compare_people_and_attackers, pool
 from sparring.analysis.report import build_report
 from sparring.experiments import parse_config, run_experiment
 from sparring.store import Store
@@ -79,3 +85,84 @@ def test_without_people_the_section_says_what_it_needs(sqlite_url, tmp_path):
     result = build_report(read_source("alone", sqlite_url), tmp_path / "r.html", embeddings=False, n_boot=100)
     [section] = [s for s in result.sections if s.key == "people_vs_attackers"]
     assert "needs people" in section.unavailable
+
+
+def test_pooled_sources_keep_a_shared_group_name_apart_by_source():
+    first = frame([("p1", "people", "people", 4.0, -1.0, None), ("a1", "zero-shot", "model", 0.0, 1.0, None)])
+    second = frame([("p2", "people", "people", 0.0, 1.0, None), ("b1", "refine", "model", 4.0, -1.0, None)])
+    attempts, errors = pool([("campaign c", first, {"people": 1}), ("run r", second, {"refine": 2, "people": 3})])
+    assert list(attempts["attack"]) == ["people (campaign c)", "zero-shot", "people (run r)", "refine"]
+    assert list(attempts["source"]) == ["campaign c", "campaign c", "run r", "run r"]
+    assert errors == {"people (campaign c)": 1, "people (run r)": 3, "refine": 2}
+
+
+def run_campaign(sqlite_url: str, shared_data: Path) -> str:
+    """A web campaign on two scripted targets: two people, six conversations each, opening with real hh-rlhf
+    red-team requests; every third attempt tagged. Returns the campaign id."""
+    web = make_web(sqlite_url)
+    openings = [human_turns(row["chosen"])[0] for row in hh_dialogues(shared_data, 12)]
+    admin = web.login("root", "admin")
+    campaign = web.campaign(admin, conversations_per_task=6)
+    for person in range(2):
+        red = web.login(f"red{person}", "red_teamer")
+        for i in range(6):
+            number = person * 6 + i
+            conversation = start_conversation(red, campaign, f"attempt {number}")
+            assert send(red, conversation, openings[number]).status_code == 303
+            assert pick(red, conversation, number % 2).status_code == 303
+            assert end(red, conversation, number % 5, ["Theft"] if number % 3 == 0 else []).status_code == 303
+    for client in web.clients:
+        client.close()
+    web.ctx.store.close()
+    return campaign
+
+
+CLUSTERS = ["Theft", "Weapons", "Fraud & deception"]
+
+
+def map_by_group(attempts: pd.DataFrame, embeddings: np.ndarray, seed: int = 0) -> AttackMap:
+    """A stand-in for UMAP + HDBSCAN with known clusters: people in 0 (their first attempt in 1), zero-shot in 1,
+    refine in 2. What it is given is kept, to check that both sources' attempts reached the one map."""
+    map_by_group.given = attempts  # type: ignore[attr-defined]
+    assert embeddings.shape == (len(attempts), 384)
+    groups = {"people": 0, "zero-shot": 1, "refine": 2}
+    labels = np.array([groups[g] for g in attempts["attack"]])
+    labels[np.flatnonzero(labels == 0)[0]] = 1
+    clusters = [Cluster(i, int((labels == i).sum()), np.nan, np.nan, np.nan, [], [], tag, 0.5, 2.0, "embedding", False)
+                for i, tag in enumerate(CLUSTERS)]
+    return AttackMap(np.zeros((len(attempts), 2)), labels, clusters, len(attempts), 10)
+
+
+def test_a_campaign_compared_with_a_run_puts_both_sources_on_one_map(sqlite_url, shared_data, tmp_path, monkeypatch):
+    campaign = run_campaign(sqlite_url, shared_data)
+    goals = shared_data / "jbb" / "harmful-behaviors.csv"
+    model = f'{{backend = "scripted", responses = {toml_value(list(pd.read_csv(goals)["Goal"][20:40]))}}}'
+    text = ('name = "attackers"\nturns = 2\nsamples_per_turn = 2\n' + campaign_toml(DISTINCT)  # the same targets
+            + f'[[attacks]]\nkind = "zero-shot"\nitems = 12\nmodel = {model}\n'
+            + f'[[attacks]]\nkind = "refine"\npath = "{goals}"\ncolumn = "Goal"\nid_column = "Index"\nlimit = 12\n'
+            + f"model = {model}\n")
+    store = Store(sqlite_url)
+    assert run_experiment(parse_config(text), text, store, "attackers").errors == 0
+    store.close()
+
+    monkeypatch.setattr(people_vs_attackers, "attack_map", map_by_group)
+    people, run = read_source(campaign, sqlite_url), read_source("attackers", sqlite_url)
+    result = build_report(people, tmp_path / "report.html", compare_with=run, n_boot=200)
+    [section] = [s for s in result.sections if s.key == "people_vs_attackers"]
+    assert not section.unavailable and not section.error
+    given = map_by_group.given  # type: ignore[attr-defined]
+    assert set(given["source"]) == {f"campaign {campaign}", "run attackers"} and len(given) == 60
+    table = section.tables[0]
+    rows = {row[0]: dict(zip(table.columns, row, strict=True)) for row in table.rows}
+    assert {name: (row["side"], row["source"], row["attempts"], row["map clusters"]) for name, row in rows.items()} == {
+        "people": ("people", f"campaign {campaign}", "12", "2"), "zero-shot": ("attacker", "run attackers", "24", "1"),
+        "refine": ("attacker", "run attackers", "24", "1")}
+    facts = dict(section.facts)
+    assert facts["map clusters"] == "one map of the compared attempts of both sources, 3 clusters: 60 of 60 compared attempts"
+    coverage = {(row[0], row[1]): (row[2], row[3]) for row in section.tables[1].rows}
+    assert coverage == {
+        ("zero-shot", "map clusters"): ("0 (Theft)", "none"), ("zero-shot", "harm tags"): ("Theft", "none"),
+        ("refine", "map clusters"): ("0 (Theft), 1 (Weapons)", "2 (Fraud & deception)"),
+        ("refine", "harm tags"): ("Theft, Weapons", "Fraud & deception")}
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "reached by the attacker only" in html and f"campaign {campaign}" in html

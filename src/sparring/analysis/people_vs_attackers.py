@@ -6,11 +6,15 @@ are compared, so a group is never credited for an easier target. Success is the 
 verdict (a person's own rating where one was given); attempts the judge could not decide
 and conversations that failed are counted in their own columns, never as failed attacks.
 Coverage lists the attack-map clusters and harm tags one side reached and the other did not.
+Two sources (a campaign compared with a run) are pooled first: a group label both use keeps
+its source's name, so every source's people and attackers stay their own rows.
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +24,7 @@ from sparring.analysis.bootstrap import bootstrap_mean
 from sparring.analysis.cells import success
 from sparring.analysis.compare import distinct_2
 from sparring.analysis.diversity import DISPERSION_SAMPLE, dispersion
-from sparring.analysis.embedding_map import human_side, human_turns
+from sparring.analysis.embedding_map import AttackMap, attack_map, embed_transcripts, human_side, human_turns
 from sparring.analysis.tags import wilson_interval
 
 PEOPLE = "people"
@@ -32,6 +36,27 @@ class PeopleVsAttackers:
     coverage: pd.DataFrame  # attacker, what (cluster | harm tag), only people, only the attacker
     sample_size: int  # attempts per group in the diversity measures
     notes: list[str] = field(default_factory=list)
+    mapped: int = 0  # compared attempts with a place on the attack map (the cluster columns count only these)
+
+
+def pool(sources: Sequence[tuple[str, pd.DataFrame, dict[str, int]]]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """(source name, attempts with ``attack`` and ``side``, failed conversations per attack) as one frame.
+
+    A label two sources both use (two campaigns' ``people``, two runs' ``zero-shot``) becomes
+    ``label (source)``; each row keeps its ``source``. Returns the attempts and the errors per group.
+    """
+    uses = Counter(label for _, frame, errors in sources
+                   for label in set(frame["attack"].astype(str)) | set(errors))
+    frames: list[pd.DataFrame] = []
+    pooled_errors: dict[str, int] = {}
+    for name, frame, errors in sources:
+        def group(label: str, name: str = name) -> str:
+            return f"{label} ({name})" if uses[label] > 1 else label
+
+        frames.append(frame.assign(attack=frame["attack"].astype(str).map(group), source=name))
+        for label, count in errors.items():
+            pooled_errors[group(label)] = pooled_errors.get(group(label), 0) + count
+    return pd.concat(frames, ignore_index=True), pooled_errors
 
 
 def comparable(attempts: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -46,7 +71,8 @@ def comparable(attempts: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 def compare_people_and_attackers(attempts: pd.DataFrame, errors: dict[str, int],
                                  clusters: dict[str, tuple[int, str]] | None = None,
                                  seed: int = 0) -> PeopleVsAttackers | None:
-    """``attempts`` carries ``attack`` and ``side``; ``clusters`` maps attempt id -> (map cluster, its harm tag).
+    """``attempts`` carries ``attack`` and ``side``; ``clusters`` maps attempt id -> (map cluster, its harm tag)
+    for the attempts on the map (all of them, or a sample: clusters are counted over the mapped ones).
 
     None when there are no people or no model attacker in shared cells.
     """
@@ -69,7 +95,8 @@ def compare_people_and_attackers(attempts: pd.DataFrame, errors: dict[str, int],
         sample = random.Random(seed).sample(frame["transcript"].astype(str).tolist(), size)
         reached[name] = _reached(frame, clusters)
         rows.append({
-            "group": name, "side": "people" if name in people else "attacker", "attempts": len(frame),
+            "group": name, "side": "people" if name in people else "attacker",
+            "source": str(frame["source"].iloc[0]) if "source" in frame else "", "attempts": len(frame),
             "errors": errors.get(name, 0), "undecided": int(np.isnan(verdicts).sum()),
             "success_rate": float(decided.mean()) if decided.size else np.nan,
             "success_lo": float(low[0]) if decided.size else np.nan, "success_hi": float(high[0]) if decided.size else np.nan,
@@ -93,7 +120,32 @@ def compare_people_and_attackers(attempts: pd.DataFrame, errors: dict[str, int],
                          "only_attacker": _listed(own_tags - human_tags)})
     notes = [f"{dropped} attempt(s) left out: their (size, intervention) cell was attacked by one side only"] \
         if dropped else []
-    return PeopleVsAttackers(pd.DataFrame(rows), pd.DataFrame(coverage), size, notes)
+    mapped = int(kept["attempt_id"].astype(str).isin(set(clusters)).sum()) if clusters is not None else 0
+    return PeopleVsAttackers(pd.DataFrame(rows), pd.DataFrame(coverage), size, notes, mapped)
+
+
+def map_clusters(result: AttackMap, ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """Attempt id -> (cluster, the cluster's harm tag) for each attempt on ``result`` (ids align with its rows)."""
+    names = {c.id: c.nearest_tag for c in result.clusters}
+    return {i: (int(label), names.get(int(label), "")) for i, label in zip(ids, result.labels, strict=False)}
+
+
+def joint_clusters(compared: pd.DataFrame, map_sample: int | None,
+                   seed: int) -> tuple[dict[str, tuple[int, str]] | None, str]:
+    """One attack map of the compared attempts of every source, so people and attackers from two
+    sources are placed on the same map (a seeded sample of ``map_sample`` if there are more).
+
+    Returns the clusters by attempt id (None if the map found none) and a line saying what was mapped.
+    """
+    mapped = compared[compared["transcript"].map(lambda t: isinstance(t, str) and bool(t.strip()))]
+    if map_sample is not None and len(mapped) > map_sample:
+        mapped = mapped.sample(n=map_sample, random_state=seed)
+    mapped = mapped.reset_index(drop=True)
+    result = attack_map(mapped, embed_transcripts(mapped["transcript"].tolist()), seed=seed)
+    if not result.clusters:
+        return None, f"one map of the compared attempts of both sources found no clusters ({result.note})"
+    return (map_clusters(result, mapped["attempt_id"].astype(str).tolist()),
+            f"one map of the compared attempts of both sources, {len(result.clusters)} clusters")
 
 
 def _reached(frame: pd.DataFrame, clusters: dict[str, tuple[int, str]] | None) -> tuple[set[str], set[str]]:

@@ -104,6 +104,8 @@ class _Builder:
         self.timings: dict[str, float] = {}
         self.map: AttackMap | None = None
         self.map_ids: list[str] = []
+        self.embeddings: bool = True
+        self.map_sample: int | None = MAP_SAMPLE
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
@@ -293,6 +295,7 @@ class _Builder:
     def attack_map(self, enabled: bool, map_sample: int | None) -> None:
         from sparring.analysis import embedding_map as em
 
+        self.embeddings, self.map_sample = enabled, map_sample
         with self.section("attack_map", "Map of attacks") as s:
             if not enabled:
                 s.unavailable = "not computed (embeddings switched off: --no-map)"
@@ -353,39 +356,30 @@ class _Builder:
                         "summarises how spread out each source's attacks are.")
 
     def people_vs_attackers(self, other: RedTeamData | None) -> None:
-        from sparring.analysis.people_vs_attackers import compare_people_and_attackers
+        from sparring.analysis.people_vs_attackers import comparable, compare_people_and_attackers, pool
 
         with self.section("people_vs_attackers", "People vs attackers") as s:
             sources = [d for d in (self.data, other) if d is not None and "side" in d.attempts]
             if not sources:
                 s.unavailable = f"{NOT_AVAILABLE}: needs a run or campaign (who wrote each attempt)"
                 return
-            attempts = pd.concat([d.attempts for d in sources], ignore_index=True)
-            errors: dict[str, int] = {}
-            for d in sources:
-                for name, count in d.errors.items():
-                    errors[name] = errors.get(name, 0) + count
-            clusters = None
-            if self.map is not None and self.map_ids:
-                names = {c.id: c.nearest_tag for c in self.map.clusters}
-                clusters = {i: (int(label), names.get(int(label), "")) for i, label in zip(self.map_ids, self.map.labels,
-                                                                                        strict=False)}
-                if not set(attempts["attempt_id"].astype(str)) <= set(clusters):
-                    clusters = None  # the map does not cover every compared attempt: no cluster comparison
+            attempts, errors = pool([(d.name, d.attempts, d.errors) for d in sources])
+            clusters, where = self._compared_clusters(comparable(attempts)[0], joint=len(sources) > 1)
             result = compare_people_and_attackers(attempts, errors, clusters, seed=self.seed)
             if result is None:
                 s.unavailable = (f"{NOT_AVAILABLE}: needs people (a campaign, or replayed hh-rlhf dialogues) and at "
                                  "least one model attacker on the same targets (compare a campaign with a run, or "
                                  "run both kinds of attack in one config)")
                 return
-            rows = [[r.group, r.side, fmt(r.attempts), fmt(r.errors), fmt(r.undecided),
+            two = len(sources) > 1
+            rows = [[r.group, r.side, *([r.source] if two else []), fmt(r.attempts), fmt(r.errors), fmt(r.undecided),
                      ci(r.success_rate, r.success_lo, r.success_hi),
                      ci(r.mean_min_harmlessness, r.harmlessness_lo, r.harmlessness_hi),
                      fmt(r.distinct_2), fmt(r.dispersion), fmt(r.clusters), fmt(r.harm_tags)]
                     for r in result.groups.itertuples()]
-            s.tables.append(Table(["group", "side", "attempts", "errors (apart)", "undecided (apart)",
-                                   "success rate [95% CI]", "mean min harmlessness [95% CI]", "distinct-2",
-                                   "dispersion", "map clusters", "harm tags"], rows,
+            s.tables.append(Table(["group", "side", *(["source"] if two else []), "attempts", "errors (apart)",
+                                   "undecided (apart)", "success rate [95% CI]", "mean min harmlessness [95% CI]",
+                                   "distinct-2", "dispersion", "map clusters", "harm tags"], rows,
                                   "Each group on the same targets and judge"))
             if not result.coverage.empty:
                 s.tables.append(frame_table(result.coverage, {"attacker": "attacker", "what": "what",
@@ -393,24 +387,42 @@ class _Builder:
                                                               "only_attacker": "reached by the attacker only"},
                                             "What one side covers that the other misses"))
             s.facts = [(f"note {i + 1}", note) for i, note in enumerate(result.notes)]
-            if clusters is None:
-                s.facts.append(("map clusters", "not compared: the attack map is off or does not cover every "
-                                                "compared attempt (it maps the first source, or a sample)"))
+            if two:
+                s.facts.append(("sources", " and ".join(d.name for d in sources)
+                                + ": pooled; a group name both use carries its source's name"))
+            compared = int(result.groups["attempts"].sum())
+            s.facts.append(("map clusters", f"{where}: {result.mapped:,} of {compared:,} compared attempts"
+                            if clusters is not None else f"not compared: {where}"))
             scorers = {d.scorer for d in sources}
             if len(scorers) > 1:
                 s.facts.append(("judge", "the sources were judged by different scorers: "
                                          + ", ".join(sorted(str(x) for x in scorers))))
-            s.sample = f"{int(result.groups['attempts'].sum()):,} attempts in {len(result.groups)} groups"
+            s.sample = f"{compared:,} attempts in {len(result.groups)} groups"
             s.method = ("People are a campaign's red teamers or replayed hh-rlhf red-team dialogues; each attack a "
-                        "model wrote is its own group. Only (size, intervention) cells both sides attacked are "
-                        "compared. Success: a person's own rating of 3-4 where given, else the judge calls a picked "
-                        "reply harmful; 95% Wilson interval over decided attempts. Attempts the judge could not "
-                        "decide (undecided) and failed conversations (errors) are counted apart, never as failures. "
-                        "Mean min harmlessness: bootstrap 95% CI over scored attempts. Diversity on "
-                        f"{result.sample_size} seeded attempts per group: distinct-2 over human turns and dispersion "
-                        "(mean pairwise cosine distance of MiniLM embeddings of the human side). Coverage: the "
-                        "attack-map clusters (named by their harm tag) and harm tags (a person's tags, and the names "
-                        "of the clusters an attempt falls in) reached by one side only.")
+                        "model wrote is its own group; with --compare both sources are pooled. Only (size, "
+                        "intervention) cells both sides attacked are compared. Success: a person's own rating of 3-4 "
+                        "where given, else the judge calls a picked reply harmful; 95% Wilson interval over decided "
+                        "attempts. Attempts the judge could not decide (undecided) and failed conversations (errors) "
+                        "are counted apart, never as failures. Mean min harmlessness: bootstrap 95% CI over scored "
+                        f"attempts. Diversity on {result.sample_size} seeded attempts per group: distinct-2 over human "
+                        "turns and dispersion (mean pairwise cosine distance of MiniLM embeddings of the human side). "
+                        "Coverage: the attack-map clusters (named by their harm tag) and harm tags (a person's tags, "
+                        "and the names of the clusters an attempt falls in) reached by one side only, against the "
+                        "people of every source together. With two sources the clusters come from one map of the "
+                        "compared attempts of both, so each side is placed on the same map.")
+
+    def _compared_clusters(self, compared: pd.DataFrame, joint: bool) -> tuple[dict[str, tuple[int, str]] | None, str]:
+        """The compared attempts' clusters: the report's map for one source; for two, one map of both."""
+        from sparring.analysis.people_vs_attackers import joint_clusters, map_clusters
+
+        if not self.embeddings:
+            return None, "the attack map is off (--no-map)"
+        if not joint:
+            if self.map is None or not self.map.clusters:
+                return None, "the attack map has no clusters"
+            return map_clusters(self.map, self.map_ids), "the report's attack map"
+        with self.timed("people_vs_attackers_map"):
+            return joint_clusters(compared, self.map_sample, self.seed)
 
 
 def _known(frame: pd.DataFrame, column: str) -> pd.Series:
