@@ -17,13 +17,13 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
+from openai_stub_support import ManualClock, until
 
 from sparring.errors import ConfigError, ModelError
 from sparring.models import Message, Prompt, SamplingParams, models
@@ -201,25 +201,30 @@ def test_5xx_is_retried_until_success(fake: FakeOpenAI) -> None:
     assert {r.body["seed"] for r in fake.requests} == {1}  # a retry resends the same request
 
 
-def test_retry_after_is_honoured(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sparring.models import openai_compatible
+def test_retry_after_pauses_the_endpoint_for_that_long(fake: FakeOpenAI) -> None:
+    from sparring.models import replicas
 
-    waits: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def recorded(seconds: float) -> None:  # the wait the backend asks for, not how long the machine took
-        waits.append(seconds)
-        await real_sleep(0)
-
-    # only the backend's own asyncio sees the recording sleep (the fake server's loop keeps the real one)
-    own = types.SimpleNamespace(**{name: getattr(asyncio, name) for name in dir(asyncio) if not name.startswith("__")})
-    own.sleep = recorded
-    monkeypatch.setattr(openai_compatible, "asyncio", own)
     fake.plan = [{"status": 429, "headers": {"Retry-After": "7"}}]
     model = make(fake, backoff_base_s=0.0)
-    [completion] = asyncio.run(sample_and_close(model, PROMPT, SamplingParams()))
+    clock = ManualClock()  # the backend waits on this clock, so the test moves time instead of waiting
+
+    async def run() -> list[Any]:
+        current = replicas.dispatcher()
+        current.clock = clock
+        task = asyncio.create_task(sample_and_close(model, PROMPT, SamplingParams()))
+        await until(lambda: len(current.waiters) == 1, "the retry waiting for Retry-After")
+        assert model.pool.bind()[1][0].paused_until == 7.0
+        clock.now = 6.9
+        current.poke()
+        await until(lambda: len(current.waiters) == 1, "the retry still waiting at 6.9 s")
+        assert len(fake.requests) == 1
+        clock.now = 7.0
+        current.poke()
+        return await task
+
+    [completion] = asyncio.run(run())
     assert completion.text == "answer seed=0 i=0"
-    assert len(fake.requests) == 2 and waits == [7.0]
+    assert len(fake.requests) == 2
 
 
 def test_retry_after_parsing_and_cap() -> None:
@@ -412,14 +417,14 @@ def test_real_llama_cpp_server_chat_and_raw(llama_server: str) -> None:
     assert "\n\nHuman:" not in raw_completion.text
 
 
-def test_models_sharing_an_endpoint_must_declare_the_same_bound():
-    from sparring.models.openai_compatible import endpoint_semaphore
+def test_models_sharing_an_endpoint_must_declare_the_same_bound() -> None:
+    from sparring.models.replicas import ReplicaLimits, dispatcher
 
     async def ask() -> None:
-        first = endpoint_semaphore("http://user:secret@127.0.0.1:9/v1", 4)
-        assert endpoint_semaphore("http://user:secret@127.0.0.1:9/v1", 4) is first  # one bound per endpoint
-        with pytest.raises(ConfigError, match="declare 4 and 8") as raised:
-            endpoint_semaphore("http://user:secret@127.0.0.1:9/v1", 8)
+        first = dispatcher().replica("http://user:secret@127.0.0.1:9/v1", ReplicaLimits(4))
+        assert dispatcher().replica("http://user:secret@127.0.0.1:9/v1", ReplicaLimits(4)) is first  # one per endpoint
+        with pytest.raises(ConfigError, match="concurrency: .* declare 4 and 8") as raised:
+            dispatcher().replica("http://user:secret@127.0.0.1:9/v1", ReplicaLimits(8))
         assert "secret" not in str(raised.value)
 
     asyncio.run(ask())

@@ -1,11 +1,13 @@
 """Any OpenAI-compatible HTTP server (vLLM, llama.cpp's server, a hosted API) as a model backend.
 
 This is how Sparring scales past one machine: models are served elsewhere and
-this backend keeps many requests in flight. The in-flight bound is per
-endpoint, shared by every instance in the process, so several targets on one
-server cannot overload it. Transient failures (timeouts, network errors, 429,
-5xx) are retried with capped, jittered exponential backoff that honours
-``Retry-After``; anything else fails at once with a short ``ModelError``.
+this backend keeps many requests in flight, on one server or spread over
+several replicas of it (``base_urls``; ``sparring.models.replicas`` holds the
+balancing, the per-replica bounds and rate limits, and taking a failing replica
+out). Transient failures (timeouts, network errors, 429, 5xx) are retried with
+capped, jittered exponential backoff, on another replica where there is one; a
+429's ``Retry-After`` pauses the replica that sent it. Anything else fails at
+once with a short ``ModelError``.
 """
 
 from __future__ import annotations
@@ -17,15 +19,15 @@ import os
 import random
 import ssl
 import time
-import weakref
-from typing import Any
+from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from sparring.errors import ConfigError, ModelError
 from sparring.models.base import Completion, Mode, Model, Prompt, SamplingParams, models
 from sparring.models.raw_format import raw_stops, render_raw
+from sparring.models.replicas import ReplicaLimits, ReplicaPool, Ticket
 from sparring.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -33,26 +35,9 @@ log = logging.getLogger(__name__)
 _SNIPPET = 200
 _RETRY_STATUS = {408, 409, 429}
 
-# Semaphores belong to the event loop they were first used on, and tests (and
-# sync entry points) run several loops in one process, so the bound is kept per
-# (loop, base_url). A dead loop's entries go away with the loop.
-_LIMITS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[int, asyncio.Semaphore]]] = (
-    weakref.WeakKeyDictionary()
-)
 
-
-def endpoint_semaphore(base_url: str, concurrency: int) -> asyncio.Semaphore:
-    """The in-flight bound for ``base_url`` on the running loop, shared by every model using that endpoint.
-
-    Two models that declare different bounds for one endpoint are a config error, not a silent
-    first-caller-wins: the shared bound would otherwise depend on which model spoke first.
-    """
-    per_loop = _LIMITS.setdefault(asyncio.get_running_loop(), {})
-    bound, semaphore = per_loop.setdefault(base_url, (concurrency, asyncio.Semaphore(concurrency)))
-    if bound != concurrency:
-        raise ConfigError(f"concurrency: models on {redact(base_url)} declare {bound} and {concurrency}; "
-                          "one endpoint has one bound, so give them the same value")
-    return semaphore
+class _NoN(Exception):
+    """The replica answers a request with ``n`` with one choice: sample with one seeded request per sample."""
 
 
 def retry_after_seconds(value: str | None, cap: float) -> float | None:
@@ -79,10 +64,37 @@ def _snippet(text: str) -> str:
     return flat if len(flat) <= _SNIPPET else flat[:_SNIPPET] + "..."
 
 
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://, e.g. http://127.0.0.1:8000/v1")
+    return value
+
+
+def _estimated_tokens(body: dict[str, Any], max_tokens: int, n: int) -> int:
+    """A request's cost before the reply says: about four characters a token, plus every token it may generate."""
+    text = body.get("prompt") or "".join(str(m.get("content", "")) for m in body.get("messages", []))
+    return len(text) // 4 + 1 + max_tokens * n
+
+
+def _used_tokens(data: dict[str, Any]) -> int | None:
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    total = usage.get("total_tokens")
+    if isinstance(total, int):
+        return total
+    parts = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
+    return sum(p for p in parts if isinstance(p, int)) if any(isinstance(p, int) for p in parts) else None
+
+
 class OpenAIConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = Field(description="API root, e.g. http://127.0.0.1:8000/v1")
+    base_url: str | None = Field(description="API root of one server, e.g. http://127.0.0.1:8000/v1")
+    base_urls: list[str] | None = Field(
+        None, validate_default=True,
+        description="API roots of several replicas of one model; each request goes to the one with the fewest in flight",
+    )
     model: str = Field("", description="model name sent with each request; empty: not sent")
     mode: Mode = Field("chat", description="chat: /chat/completions; raw: /completions with Human/Assistant text")
     api_key_env: str | None = Field(None, description="environment variable holding the API key")
@@ -90,56 +102,104 @@ class OpenAIConfig(BaseModel):
     max_retries: int = Field(5, ge=0)
     backoff_base_s: float = Field(0.5, ge=0)
     backoff_max_s: float = Field(30.0, ge=0)
-    concurrency: int = Field(8, ge=1, description="max in-flight requests per base_url, shared by all instances")
-    use_n: bool = Field(False, description="one request with n; off: n requests with seeds seed+i (works everywhere)")
+    concurrency: int = Field(8, ge=1, description="max in-flight requests per replica, shared by all models naming it")
+    requests_per_minute: int | None = Field(None, ge=1, description="per replica; unset: no limit")
+    tokens_per_minute: int | None = Field(
+        None, ge=1, description="per replica, prompt + completion: estimated when sent, corrected by the reply's usage"
+    )
+    eject_after: int = Field(3, ge=1, description="consecutive transient failures that take a replica out (2+ replicas)")
+    eject_s: float = Field(30.0, ge=0, description="how long a replica taken out stays out")
+    use_n: bool | Literal["auto"] = Field(
+        False,
+        description="true: one request with n for the samples of a turn; false: n requests with seeds seed+i "
+        "(works everywhere); auto: try n once per replica and remember whether it answered with n choices",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replicas_instead(cls, data: Any) -> Any:
+        """``base_url`` is required unless ``base_urls`` is given, so a config with neither says ``base_url``."""
+        if isinstance(data, dict) and "base_urls" in data and "base_url" not in data:
+            return {**data, "base_url": None}
+        return data
 
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://, e.g. http://127.0.0.1:8000/v1")
+    def _one_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+    @field_validator("base_urls")
+    @classmethod
+    def _replica_urls(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if "base_url" not in info.data:  # base_url itself was wrong: that error says enough
+            return value
+        single = info.data["base_url"]
+        if value is None:
+            if single is None:
+                raise ValueError('no server: set base_url = "http://127.0.0.1:8000/v1", '
+                                 "or base_urls = [...] for several replicas")
+            return None
+        if single is not None:
+            raise ValueError("give base_url (one server) or base_urls (several replicas), not both")
+        if not value:
+            raise ValueError("needs at least one URL")
+        seen: set[str] = set()
+        for i, url in enumerate(value):
+            try:
+                _http_url(url)
+            except ValueError as error:
+                raise ValueError(f"[{i}] {error}") from None
+            if url.rstrip("/") in seen:
+                raise ValueError(f"[{i}] {redact(url)} is listed twice")
+            seen.add(url.rstrip("/"))
         return value
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The replicas' API roots, without a trailing slash (one, with ``base_url``)."""
+        return tuple(url.rstrip("/") for url in (self.base_urls or [self.base_url or ""]))
 
 
 @models.register("openai")
 class OpenAICompatibleModel(Model):
-    """Sends chat or raw completion requests to an OpenAI-compatible server, with retries and a shared bound."""
+    """Sends chat or raw completion requests to one OpenAI-compatible server or several replicas, with retries."""
 
-    description = "Any OpenAI-compatible server (vLLM, llama.cpp server, hosted APIs); chat or raw mode."
+    description = "Any OpenAI-compatible server (vLLM, llama.cpp server, hosted APIs), one or several replicas."
     Config = OpenAIConfig
 
     def __init__(self, config: OpenAIConfig) -> None:
         self.config = config
-        self.base_url = config.base_url.rstrip("/")
+        self.urls = config.urls
         if config.api_key_env and not os.environ.get(config.api_key_env):
             raise ConfigError(f"api_key_env: environment variable {config.api_key_env} is not set")
+        limits = ReplicaLimits(config.concurrency, config.requests_per_minute, config.tokens_per_minute,
+                               config.eject_after, config.eject_s)
+        self.pool = ReplicaPool(self.urls, limits)
         self._ssl: ssl.SSLContext | None = None
         self._clients: list[httpx.AsyncClient] = []
-        self._lanes: asyncio.Queue[httpx.AsyncClient | None] | None = None
-        self._lanes_loop: asyncio.AbstractEventLoop | None = None
+        self._free: dict[str, list[httpx.AsyncClient]] = {}
+        self._clients_loop: asyncio.AbstractEventLoop | None = None
 
-    async def _borrow(self) -> tuple[asyncio.Queue[httpx.AsyncClient | None], httpx.AsyncClient]:
-        """Borrow one of ``concurrency`` single-connection clients (give it back to the returned queue).
+    def _borrow(self, url: str) -> httpx.AsyncClient:
+        """A single-connection client for ``url`` (give it back to ``self._free[url]``).
 
         httpcore's pool rescans every connection on each request, so one client with C
         connections costs O(C) per request; C clients of one connection each stay O(1).
-        Clients are loop-bound, so a new event loop gets new lanes.
+        A replica's slot is taken first, so at most ``concurrency`` clients exist per
+        replica. Clients are loop-bound, so a new event loop gets new ones.
         """
         loop = asyncio.get_running_loop()
-        if self._lanes is None or self._lanes_loop is not loop:
-            self._clients, self._lanes_loop = [], loop
-            self._lanes = asyncio.Queue()
-            for _ in range(self.config.concurrency):
-                self._lanes.put_nowait(None)  # a client is made on first use
-        lanes = self._lanes
-        client = await lanes.get()
-        if client is None:
-            client = self._new_client()
-            self._clients.append(client)
-        return lanes, client
+        if self._clients_loop is not loop:
+            self._clients, self._free, self._clients_loop = [], {}, loop
+        free = self._free.setdefault(url, [])
+        if free:
+            return free.pop()
+        client = self._new_client()
+        self._clients.append(client)
+        return client
 
     def _new_client(self) -> httpx.AsyncClient:
-        if self._ssl is None:  # building a TLS context costs ~30 ms: share it between lanes
+        if self._ssl is None:  # building a TLS context costs ~30 ms: share it between clients
             self._ssl = httpx.create_ssl_context()
         headers = {}
         if self.config.api_key_env:  # read at use, never kept on the config
@@ -154,8 +214,13 @@ class OpenAICompatibleModel(Model):
     async def sample(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
         if params.n <= 0:
             return []
-        if self.config.use_n or params.n == 1:
+        if params.n == 1 or self.config.use_n is True:
             return await self._request(prompt, params, params.seed, params.n)
+        if self.config.use_n == "auto":
+            try:
+                return await self._request(prompt, params, params.seed, params.n, probe=True)
+            except _NoN:
+                pass  # this replica ignores n: the seeded requests below, exactly as with use_n = false
         tasks = [asyncio.create_task(self._request(prompt, params, params.seed + i, 1)) for i in range(params.n)]
         try:
             results = await asyncio.gather(*tasks)
@@ -185,56 +250,108 @@ class OpenAICompatibleModel(Model):
             body["stop"] = list(params.stop)
         return "/chat/completions", body
 
-    async def _request(self, prompt: Prompt, params: SamplingParams, seed: int, n: int) -> list[Completion]:
+    async def _request(self, prompt: Prompt, params: SamplingParams, seed: int, n: int,
+                       probe: bool = False) -> list[Completion]:
         path, body = self._body(prompt, params, seed, n)
-        data = await self._post(path, body)
-        return self._parse(data, path, n)
+        data, url = await self._post(path, body, _estimated_tokens(body, params.max_tokens, n), n if probe else None)
+        return self._parse(data, url + path, n)
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        url = self.base_url + path
+    async def _post(self, path: str, body: dict[str, Any], tokens: int,
+                    probe_n: int | None) -> tuple[dict[str, Any], str]:
+        """Send ``body`` until a replica answers or the retry budget is spent; the reply and who answered.
+
+        With ``probe_n`` (``use_n = "auto"``) a replica known to ignore n raises ``_NoN``
+        before sending, and the first such request on a replica finds out (others wait for it).
+        """
         attempts = self.config.max_retries + 1
-        limit = endpoint_semaphore(self.base_url, self.config.concurrency)
-        problem = ""
-        for attempt in range(1, attempts + 1):
-            wait: float | None = None
+        attempt, avoid, problem, url = 0, None, "", self.urls[0]
+        last: dict[str, str] = {}
+        while attempt < attempts:
+            ticket = await self.pool.acquire(tokens, avoid)
+            replica, url = ticket.replica, ticket.replica.url
+            probing = False
+            if probe_n is not None:
+                gate = replica.n_gate(path)  # synchronous after acquire: one prober per replica
+                if gate is False or isinstance(gate, asyncio.Future):
+                    self.pool.release(ticket)
+                    if gate is False:
+                        raise _NoN
+                    await asyncio.shield(gate)  # another request is finding out; the slot is free meanwhile
+                    continue
+                probing = gate is None
+            attempt += 1
             try:
-                async with limit:  # held in flight only, not while backing off
-                    lanes, client = await self._borrow()
-                    try:
-                        response = await client.post(url, json=body)
-                    finally:
-                        lanes.put_nowait(client)
-            except httpx.TimeoutException as error:
-                problem = f"timeout ({type(error).__name__})"
-            except httpx.TransportError as error:
-                problem = f"network error ({type(error).__name__})"
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    try:
-                        data = response.json()
-                    except ValueError:
-                        raise ModelError(f"openai: {url} returned invalid JSON: {_snippet(response.text)}") from None
-                    if not isinstance(data, dict):
-                        raise ModelError(f"openai: {url} returned JSON that is not an object")
-                    return data
-                if status not in _RETRY_STATUS and status < 500:
-                    raise ModelError(f"openai: HTTP {status} from {url} (not retried): {_snippet(response.text)}")
-                problem = f"HTTP {status}"
-                wait = retry_after_seconds(response.headers.get("retry-after"), self.config.backoff_max_s)
+                outcome = await self._attempt(ticket, url + path, body)
+            except ModelError:
+                self.pool.release(ticket)
+                if probing:  # refused with n: fall back (a refusal that is not about n comes back there)
+                    replica.end_probe(path, False)
+                    raise _NoN from None
+                raise
+            except BaseException:
+                self.pool.release(ticket)
+                if probing:
+                    replica.end_probe(path, None)
+                raise
+            if isinstance(outcome, dict):
+                self.pool.succeeded(ticket, _used_tokens(outcome))
+                if probing:
+                    choices = outcome.get("choices")
+                    got = len(choices) if isinstance(choices, list) else None
+                    replica.end_probe(path, True if got == probe_n else False if got == 1 else None)
+                    if got == 1:
+                        raise _NoN
+                return outcome, url
+            problem, retry_after = outcome
+            self.pool.failed(ticket, retry_after)
+            if probing:
+                replica.end_probe(path, None)
+            last[url] = problem
+            avoid = replica
             if attempt == attempts:
                 break
-            if wait is None:  # full jitter: uniform in [0, min(cap, base * 2^k)]
+            wait = 0.0  # a Retry-After paused the replica: acquire waits for it, or picks another
+            if retry_after is None:  # full jitter: uniform in [0, min(cap, base * 2^k)]
                 ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt - 1))
                 wait = random.uniform(0.0, ceiling)
-            log.info("openai: %s from %s; retry %d/%d in %.2fs", problem, url, attempt, attempts - 1, wait)
-            await asyncio.sleep(wait)
-        raise ModelError(f"openai: {problem} from {url} after {attempts} attempts")
+            log.info("openai: %s from %s; retry %d/%d in %.2fs", problem, redact(url), attempt, attempts - 1, wait)
+            if wait > 0:
+                await asyncio.sleep(wait)
+        if len(self.urls) == 1:
+            raise ModelError(f"openai: {problem} from {redact(url)} after {attempts} attempts")
+        each = "; ".join(f"{redact(u)}: {p}" for u, p in last.items())
+        raise ModelError(f"openai: {problem} from {redact(url)} after {attempts} attempts "
+                         f"over {len(self.urls)} replicas (last error of each: {each})")
 
-    def _parse(self, data: dict[str, Any], path: str, n: int) -> list[Completion]:
+    async def _attempt(self, ticket: Ticket, url: str, body: dict[str, Any]) -> dict[str, Any] | tuple[str, float | None]:
+        """One request: the reply, or a transient problem and its Retry-After; ``ModelError`` if not retryable."""
+        client = self._borrow(ticket.replica.url)
+        try:
+            response = await client.post(url, json=body)
+        except httpx.TimeoutException as error:
+            return f"timeout ({type(error).__name__})", None
+        except httpx.TransportError as error:
+            return f"network error ({type(error).__name__})", None
+        finally:
+            self._free[ticket.replica.url].append(client)
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                data = response.json()
+            except ValueError:
+                raise ModelError(f"openai: {redact(url)} returned invalid JSON: {_snippet(response.text)}") from None
+            if not isinstance(data, dict):
+                raise ModelError(f"openai: {redact(url)} returned JSON that is not an object")
+            return data
+        if status not in _RETRY_STATUS and status < 500:
+            raise ModelError(f"openai: HTTP {status} from {redact(url)} (not retried): {_snippet(response.text)}")
+        return f"HTTP {status}", retry_after_seconds(response.headers.get("retry-after"), self.config.backoff_max_s)
+
+    def _parse(self, data: dict[str, Any], where: str, n: int) -> list[Completion]:
         choices = data.get("choices")
         if not isinstance(choices, list) or len(choices) != n or not all(isinstance(c, dict) for c in choices):
-            raise ModelError(f"openai: {self.base_url}{path} did not return {n} choices")
+            hint = ' (a server that ignores n needs use_n = "auto" or false)' if n > 1 else ""
+            raise ModelError(f"openai: {redact(where)} did not return {n} choices{hint}")
         usage: dict[str, Any] = data["usage"] if isinstance(data.get("usage"), dict) else {}
         out = []
         for k, choice in enumerate(sorted(choices, key=lambda c: int(c.get("index") or 0))):
@@ -252,7 +369,7 @@ class OpenAICompatibleModel(Model):
         return out
 
     async def aclose(self) -> None:
-        clients, self._clients, self._lanes = self._clients, [], None
-        if self._lanes_loop is asyncio.get_running_loop():  # a dead loop's connections can't be closed
+        clients, self._clients, self._free = self._clients, [], {}
+        if self._clients_loop is asyncio.get_running_loop():  # a dead loop's connections can't be closed
             for client in clients:
                 await client.aclose()
