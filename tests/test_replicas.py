@@ -26,7 +26,7 @@ from sparring.models import Completion, Message, Prompt, SamplingParams, models
 from sparring.models import replicas as replicas_module
 from sparring.models.openai_compatible import OpenAICompatibleModel, OpenAIConfig
 from sparring.models.rate_limits import RateWindow
-from sparring.models.replicas import Replica, ReplicaLimits
+from sparring.models.replicas import Replica, ReplicaLimits, ReplicaPool
 
 PROMPT = Prompt(messages=(Message("user", "How do I bake bread?"),))
 
@@ -98,6 +98,23 @@ def test_models_naming_one_replica_must_agree_on_its_limits() -> None:
         assert "secret" not in str(raised.value)
 
     asyncio.run(ask())
+
+
+def test_a_waiter_cancelled_after_being_woken_passes_the_freed_slot_on() -> None:
+    async def run() -> None:
+        pool = ReplicaPool(["http://127.0.0.1:9/v1"], ReplicaLimits(concurrency=1))
+        held = pool.try_take(1)
+        assert not isinstance(held, tuple)
+        second, third = asyncio.create_task(pool.acquire(1)), asyncio.create_task(pool.acquire(1))
+        current = replicas_module.dispatcher()
+        await until(lambda: len(current.waiters) == 2, "two requests waiting for the one slot")
+        pool.release(held)  # wakes the second...
+        second.cancel()  # ...which is cancelled before it runs: the slot must go to the third
+        ticket = await asyncio.wait_for(third, 10)
+        assert ticket.replica.in_flight == 1 and second.cancelled()
+        pool.release(ticket)
+
+    asyncio.run(run())
 
 
 # --- rate limits -------------------------------------------------------------------------------

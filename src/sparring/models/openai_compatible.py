@@ -90,7 +90,9 @@ def _used_tokens(data: dict[str, Any]) -> int | None:
 class OpenAIConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str | None = Field(description="API root of one server, e.g. http://127.0.0.1:8000/v1")
+    base_url: str | None = Field(
+        description="API root of one server, e.g. http://127.0.0.1:8000/v1 (required unless base_urls is given)"
+    )
     base_urls: list[str] | None = Field(
         None, validate_default=True,
         description="API roots of several replicas of one model; each request goes to the one with the fewest in flight",
