@@ -227,6 +227,22 @@ def test_a_failing_replica_is_taken_out_and_comes_back_after_its_cool_down() -> 
     assert all(t.startswith("good") for t in texts[:6])
 
 
+def test_a_replica_that_is_down_costs_retries_not_conversations() -> None:
+    clock = ManualClock()
+    with serving(Stub("up")) as (up,):
+        down = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens: connection refused
+        model = make([down, up.url], max_retries=1)
+
+        async def run() -> tuple[list[list[Completion]], float]:
+            replicas_module.dispatcher().clock = clock
+            result = await gather_closing(model, *(SamplingParams(seed=i) for i in range(10)))
+            return result, model.pool.bind()[1][0].ejected_until
+
+        results, ejected_until = asyncio.run(run())
+    assert [r[0].text for r in results] == [f"up seed={i} i=0" for i in range(10)]
+    assert ejected_until == 30.0  # three refused connections in a row took it out
+
+
 def test_when_every_replica_is_out_the_request_waits_for_the_first_back_then_fails_clearly() -> None:
     clock = ManualClock()
     with serving(Stub("a", fail_status=503), Stub("b", fail_status=500)) as (a, b):
