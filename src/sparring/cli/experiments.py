@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from sparring.cli import exit_codes
-from sparring.cli.options import DbOption, open_for_reading, open_for_writing
+from sparring.cli.options import DbOption, database_url, open_for_reading, open_for_writing
 from sparring.cli.progress import RunProgress
 from sparring.errors import ConfigError
 from sparring.terminal import console, err
@@ -21,20 +22,37 @@ if TYPE_CHECKING:
 RunIdArgument = Annotated[str | None, typer.Argument(help="Run id (see `sparring runs`); default: the latest run.")]
 
 
+class ExecutorKind(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 def run(
     config: Annotated[Path | None, typer.Argument(help="Experiment TOML; default: the built-in grid on the embedded model.")] = None,
     db: DbOption = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Run id; default: derived from the config, so the same command resumes.")] = None,
-    concurrency: Annotated[int | None, typer.Option(min=1, help="Conversations in flight (overrides the config).")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Conversations in flight (overrides the config); per worker with --executor ray.")] = None,
+    executor: Annotated[ExecutorKind, typer.Option(help="Where conversations run: this process, or Ray workers (pip install 'sparring[ray]').")] = ExecutorKind.local,
+    address: Annotated[str | None, typer.Option(help="With --executor ray: the cluster to join (e.g. HEAD:6379); default: a local cluster. Needs PostgreSQL.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="With --executor ray: worker actors (default: one per CPU of the cluster).")] = None,
 ) -> None:
     """Run (or resume) an experiment and print the results table. Exit 4 if conversations failed, 130 if stopped."""
     from sparring.experiments import arun_experiment, load_config
     from sparring.experiments.summary import render_summary, summarize
     from sparring.redaction import redact_database_url
 
+    if executor is not ExecutorKind.ray and (address is not None or workers is not None):
+        raise typer.BadParameter("--address and --workers go with --executor ray", param_hint="--address/--workers")
     parsed, text = load_config(config)
     if concurrency:
         parsed = parsed.model_copy(update={"concurrency": concurrency})
+    ray_executor = None
+    if executor is ExecutorKind.ray:
+        from sparring.experiments.ray_executor import RayExecutor, check_database, import_ray
+
+        check_database(database_url(db, parsed.database), address)  # before a file is created for nothing
+        import_ray()
+        ray_executor = RayExecutor(address=address, workers=workers)
     store = open_for_writing(db, parsed.database)
     with RunProgress(err) as progress:
 
@@ -43,7 +61,7 @@ def run(
             err.print(f"run {escape(rid)}: {total} conversations planned; database "
                       f"{escape(redact_database_url(store.url))}", soft_wrap=True)
 
-        outcome = asyncio.run(arun_experiment(parsed, text, store, run_id, on_plan, progress.advance))
+        outcome = asyncio.run(arun_experiment(parsed, text, store, run_id, on_plan, progress.advance, ray_executor))
     if outcome.stopped:
         err.print(f"[yellow]Stopped.[/yellow] {outcome.turns_written} turns saved this session; "
                   "run the same command again to resume.")

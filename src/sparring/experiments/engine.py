@@ -103,6 +103,10 @@ class Engine:
             text = await converter.aconvert(text, rng)
         return text
 
+    async def run_unit(self, unit: WorkUnit, conversation: Conversation, writer: StoreWriter, outcome: RunOutcome) -> bool:
+        """One conversation from its stored turns to the end: the entry point of every executor (local, Ray worker)."""
+        return await self._run_unit(unit, conversation, writer, outcome)
+
     async def _run_unit(self, unit: WorkUnit, conversation: Conversation, writer: StoreWriter, outcome: RunOutcome) -> bool:
         conversation.task_description = unit.item.task_description
         conversation.target = unit.target.name

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Protocol
 
 from sparring.errors import ConfigError
 from sparring.experiments.build import Components, build_components, plan_units
 from sparring.experiments.config import ExperimentConfig
 from sparring.experiments.engine import Engine, RunOutcome
 from sparring.store.repository import Store, UnitRecord
+
+
+class Executor(Protocol):
+    """Runs the registered plan of a run somewhere else (a Ray cluster); the default runs it in this process."""
+
+    async def execute(self, config: ExperimentConfig, store: Store, run_id: str, resumed: bool,
+                      on_progress: Callable[[int], None] | None) -> RunOutcome: ...
 
 
 async def arun_experiment(
@@ -19,13 +27,17 @@ async def arun_experiment(
     run_id: str | None = None,
     on_plan: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    executor: Executor | None = None,
 ) -> RunOutcome:
-    """Create or resume the run ``run_id`` (default: derived from the config) and execute what is left."""
+    """Create or resume the run ``run_id`` (default: derived from the config) and execute what is left.
+
+    Planning and registering the plan happen here either way; ``executor`` (default: this
+    process's engine) runs the units the store holds as unfinished.
+    """
     run_id = run_id or config.default_run_id()
     components = build_components(config)
     try:
-        for attack in components.attacks.values():
-            attack.use_judge(components.scorer.name, components.scorer.flag_is_harmful)
+        _use_judge(components)
         await asyncio.to_thread(_give_history, store, run_id, components)
         units = plan_units(run_id, config, components)
         records = [UnitRecord(u.id, u.target.name, u.attack_name, u.item.id, u.repetition,
@@ -38,10 +50,26 @@ async def arun_experiment(
             await asyncio.to_thread(_use_stored_history, store, run_id, components)
         if on_plan:
             on_plan(run_id, len(units))
+        if executor is not None:
+            del units, records  # the plan is in the store: a distributed executor streams it from there
+            return await executor.execute(config, store, run_id, resumed, on_progress)
         engine = Engine(config, components, store, run_id)
         return await engine.execute(units, resumed, on_progress)
     finally:
         await components.aclose()
+
+
+def worker_components(config: ExperimentConfig, store: Store, run_id: str) -> Components:
+    """The components of a run that already exists, as a worker of a distributed executor builds them once."""
+    components = build_components(config)
+    _use_judge(components)
+    _use_stored_history(store, run_id, components)
+    return components
+
+
+def _use_judge(components: Components) -> None:
+    for attack in components.attacks.values():
+        attack.use_judge(components.scorer.name, components.scorer.flag_is_harmful)
 
 
 def _give_history(store: Store, run_id: str, components: Components) -> None:

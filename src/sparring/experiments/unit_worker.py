@@ -1,0 +1,96 @@
+"""One worker of a distributed executor: the run's components built once, batches of units run by the engine.
+
+Nothing here imports Ray: the Ray executor wraps ``UnitWorker`` in an actor, and
+the same class runs in-process in tests. A unit goes through ``Engine.run_unit``,
+the local executor's own code path, and its turns through the same store API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from sparring.errors import ConfigError
+from sparring.experiments.build import Components, WorkUnit, unit_id
+from sparring.experiments.config import ExperimentConfig
+from sparring.experiments.engine import Engine, RunOutcome
+from sparring.experiments.unit_batches import UnitRef, stored_conversations
+from sparring.experiments.writer import StoreWriter
+from sparring.store.opening import open_store
+from sparring.store.repository import Store
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    finished: int
+    errors: int
+    turns_written: int
+
+
+class UnitWorker:
+    """Owns a store connection, the run's components and one group-commit writer for all its batches.
+
+    Up to ``config.concurrency`` conversations run at once per worker, however many
+    batches the driver has queued on it.
+    """
+
+    def __init__(self, config: ExperimentConfig, database_url: str, run_id: str) -> None:
+        from sparring.experiments.runner import worker_components
+
+        self.store: Store = open_store(database_url, pool_size=2)
+        self.run_id = run_id
+        self.components: Components = worker_components(config, self.store, run_id)
+        self.engine = Engine(config, self.components, self.store, run_id)
+        self._targets = {t.name: t for t in self.components.targets}
+        self._items = {name: {item.id: item for item in attack.items()} for name, attack in self.components.attacks.items()}
+        self._limit: asyncio.Semaphore | None = None
+        self._writer: StoreWriter | None = None
+
+    def _unit(self, ref: UnitRef) -> WorkUnit:
+        """The unit the driver named, rebuilt from this worker's own components (its id proves it is the same)."""
+        target, attack, item = self._targets.get(ref.target), self.components.attacks.get(ref.attack), None
+        if target is not None and attack is not None:
+            item = self._items[ref.attack].get(ref.item_id)
+        unit = None if target is None or attack is None or item is None else \
+            WorkUnit(ref.id, target, ref.attack, attack, item, ref.repetition)
+        if unit is None or unit_id(self.run_id, unit.key) != ref.id:
+            raise ConfigError(f"run {self.run_id!r}: conversation {ref.target}|{ref.attack}|{ref.item_id}|{ref.repetition} "
+                              "is not in this worker's plan; every node must see the same config and data files")
+        return unit
+
+    async def run_batch(self, refs: list[UnitRef]) -> BatchResult:
+        """Run these units (resumed from their stored turns); returns once every turn of them is committed."""
+        if self._writer is None:
+            self._limit = asyncio.Semaphore(self.engine.config.concurrency)
+            self._writer = await StoreWriter(self.store).__aenter__()
+        limit, writer = self._limit, self._writer
+        assert limit is not None
+        units = [self._unit(ref) for ref in refs]
+        stored = await asyncio.to_thread(stored_conversations, self.store, [ref.id for ref in refs])
+        outcome = RunOutcome(self.run_id, True, total=len(units))
+
+        async def guarded(unit: WorkUnit) -> None:
+            async with limit:
+                ok = await self.engine.run_unit(unit, stored[unit.id], writer, outcome)
+            if ok:
+                outcome.finished += 1
+            else:
+                outcome.errors += 1
+
+        tasks = [asyncio.ensure_future(guarded(unit)) for unit in units]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:  # a bug in one conversation stops the batch; committed turns stay
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return BatchResult(outcome.finished, outcome.errors, outcome.turns_written)
+
+    async def close(self) -> None:
+        """Flush the writer, close models and scorers, release the database."""
+        if self._writer is not None:
+            await self._writer.__aexit__(None, None, None)
+            self._writer = None
+        await self.components.aclose()
+        self.store.close()
