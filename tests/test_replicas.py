@@ -31,7 +31,7 @@ from sparring.models.replicas import Replica, ReplicaLimits, ReplicaPool
 PROMPT = Prompt(messages=(Message("user", "How do I bake bread?"),))
 
 
-def make(urls: list[str], **args: Any) -> OpenAICompatibleModel:
+def make(urls: list[Any], **args: Any) -> OpenAICompatibleModel:
     args.setdefault("backoff_base_s", 0.0)
     model = models.create("openai", {"base_urls": urls, **args})
     assert isinstance(model, OpenAICompatibleModel)
@@ -102,7 +102,7 @@ def test_models_naming_one_replica_must_agree_on_its_limits() -> None:
 
 def test_a_waiter_cancelled_after_being_woken_passes_the_freed_slot_on() -> None:
     async def run() -> None:
-        pool = ReplicaPool(["http://127.0.0.1:9/v1"], ReplicaLimits(concurrency=1))
+        pool = ReplicaPool([("http://127.0.0.1:9/v1", ReplicaLimits(concurrency=1))])
         held = pool.try_take(1)
         assert not isinstance(held, tuple)
         second, third = asyncio.create_task(pool.acquire(1)), asyncio.create_task(pool.acquire(1))
@@ -340,7 +340,10 @@ def test_declared_use_n_on_a_server_that_ignores_it_says_what_to_set() -> None:
      "base_urls: give base_url (one server) or base_urls (several replicas), not both"),
     ({}, "base_url: Field required"),
     ({"base_urls": []}, "base_urls: needs at least one URL"),
-    ({"base_urls": ["http://a/v1", "b:8000/v1"]}, "base_urls: [1] must start with http:// or https://"),
+    ({"base_urls": ["http://a/v1", "b:8000/v1"]}, "base_urls[1].url: must start with http:// or https://"),
+    ({"base_urls": [{"url": "http://a/v1", "concurency": 2}]}, "base_urls[0].concurency: unknown key"),
+    ({"base_urls": [{"url": "http://a/v1", "concurrency": 0}]}, "base_urls[0].concurrency: Input should be greater"),
+    ({"base_urls": [{"concurrency": 2}]}, "base_urls[0].url: Field required"),
     ({"base_urls": ["http://a/v1", "http://a/v1/"]}, "base_urls: [1] http://a/v1/ is listed twice"),
     ({"base_urls": ["http://a/v1"], "use_n": "sometimes"}, "use_n"),
     ({"base_urls": ["http://a/v1"], "requests_per_minute": 0}, "requests_per_minute: Input should be greater"),
@@ -352,12 +355,29 @@ def test_config_errors_name_the_field(args: dict[str, Any], message: str) -> Non
     assert message in str(raised.value)
 
 
-def test_config_accepts_one_url_or_several() -> None:
+def test_config_accepts_one_url_or_several_with_their_own_limits() -> None:
     one = OpenAIConfig.model_validate({"base_url": "http://a/v1/"})
-    several = OpenAIConfig.model_validate({"base_urls": ["http://a/v1", "http://b/v1/"], "use_n": "auto"})
+    several = OpenAIConfig.model_validate({
+        "base_urls": ["http://a/v1", {"url": "http://b/v1/", "concurrency": 32, "tokens_per_minute": 9000}],
+        "use_n": "auto", "concurrency": 4, "requests_per_minute": 600,
+    })
     assert one.urls == ("http://a/v1",) and several.urls == ("http://a/v1", "http://b/v1")
     assert several.base_url is None and several.use_n == "auto"
-    assert ReplicaLimits(8) == ReplicaLimits(concurrency=8, eject_after=3, eject_s=30.0)
+    assert several.replicas() == [
+        ("http://a/v1", ReplicaLimits(concurrency=4, requests_per_minute=600)),
+        ("http://b/v1", ReplicaLimits(concurrency=32, requests_per_minute=600, tokens_per_minute=9000)),
+    ]
+    recorded = models.create("openai", several.model_dump()).spec.as_dict()["args"]  # recorded as written
+    assert recorded["base_urls"] == ["http://a/v1", {"url": "http://b/v1/", "concurrency": 32, "tokens_per_minute": 9000}]
+    assert recorded["base_url"] is None and one.model_dump()["base_urls"] is None
+
+
+def test_a_replica_with_more_slots_takes_more_of_the_load() -> None:
+    with serving(Stub("small", delay=0.2), Stub("big", delay=0.2)) as (small, big):
+        model = make([{"url": small.url, "concurrency": 1}, {"url": big.url, "concurrency": 3}])
+        asyncio.run(gather_closing(model, SamplingParams(n=4)))
+    assert (len(small.seen), len(big.seen)) == (1, 3)  # busy per slot: 0/1, 0/3, 1/3, 2/3
+    assert (small.max_in_flight, big.max_in_flight) == (1, 3)
 
 
 # --- two real llama_cpp.server replicas on the bundled SmolLM2 ----------------------------------

@@ -19,10 +19,19 @@ import os
 import random
 import ssl
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from sparring.errors import ConfigError, ModelError
 from sparring.models.base import Completion, Mode, Model, Prompt, SamplingParams, models
@@ -87,15 +96,37 @@ def _used_tokens(data: dict[str, Any]) -> int | None:
     return sum(p for p in parts if isinstance(p, int)) if any(isinstance(p, int) for p in parts) else None
 
 
+class ReplicaConfig(BaseModel):
+    """One replica in ``base_urls``, with the limits of its own server where they differ from the target's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    concurrency: int | None = Field(None, ge=1)
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        return _http_url(value)
+
+
+def _replica_table(value: Any) -> Any:
+    """A bare URL in ``base_urls`` is short for ``{url = ...}``."""
+    return {"url": value} if isinstance(value, str) else value
+
+
 class OpenAIConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base_url: str | None = Field(
         description="API root of one server, e.g. http://127.0.0.1:8000/v1 (required unless base_urls is given)"
     )
-    base_urls: list[str] | None = Field(
+    base_urls: list[Annotated[ReplicaConfig, BeforeValidator(_replica_table)]] | None = Field(
         None, validate_default=True,
-        description="API roots of several replicas of one model; each request goes to the one with the fewest in flight",
+        description="API roots of several replicas of one model, each a URL or a table {url = ..., concurrency = ..., "
+        "requests_per_minute = ..., tokens_per_minute = ...}; each request goes to the least busy",
     )
     model: str = Field("", description="model name sent with each request; empty: not sent")
     mode: Mode = Field("chat", description="chat: /chat/completions; raw: /completions with Human/Assistant text")
@@ -132,7 +163,7 @@ class OpenAIConfig(BaseModel):
 
     @field_validator("base_urls")
     @classmethod
-    def _replica_urls(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+    def _replica_urls(cls, value: list[ReplicaConfig] | None, info: ValidationInfo) -> list[ReplicaConfig] | None:
         if "base_url" not in info.data:  # base_url itself was wrong: that error says enough
             return value
         single = info.data["base_url"]
@@ -146,20 +177,33 @@ class OpenAIConfig(BaseModel):
         if not value:
             raise ValueError("needs at least one URL")
         seen: set[str] = set()
-        for i, url in enumerate(value):
-            try:
-                _http_url(url)
-            except ValueError as error:
-                raise ValueError(f"[{i}] {error}") from None
-            if url.rstrip("/") in seen:
-                raise ValueError(f"[{i}] {redact(url)} is listed twice")
-            seen.add(url.rstrip("/"))
+        for i, replica in enumerate(value):
+            if replica.url.rstrip("/") in seen:
+                raise ValueError(f"[{i}] {redact(replica.url)} is listed twice")
+            seen.add(replica.url.rstrip("/"))
         return value
+
+    @field_serializer("base_urls")
+    def _as_written(self, value: list[ReplicaConfig] | None) -> list[str | dict[str, Any]] | None:
+        """Recorded as given: a bare URL stays a string, a table keeps only what it set."""
+        if value is None:
+            return None
+        return [r.url if r.model_fields_set == {"url"} else r.model_dump(exclude_unset=True) for r in value]
 
     @property
     def urls(self) -> tuple[str, ...]:
         """The replicas' API roots, without a trailing slash (one, with ``base_url``)."""
-        return tuple(url.rstrip("/") for url in (self.base_urls or [self.base_url or ""]))
+        return tuple(url for url, _ in self.replicas())
+
+    def replicas(self) -> list[tuple[str, ReplicaLimits]]:
+        """Each replica's URL and limits: its own table's values, else the target's."""
+        own = self.base_urls or [ReplicaConfig(url=self.base_url or "")]
+        return [(r.url.rstrip("/"), ReplicaLimits(
+            r.concurrency or self.concurrency,
+            r.requests_per_minute or self.requests_per_minute,
+            r.tokens_per_minute or self.tokens_per_minute,
+            self.eject_after, self.eject_s,
+        )) for r in own]
 
 
 @models.register("openai")
@@ -174,9 +218,7 @@ class OpenAICompatibleModel(Model):
         self.urls = config.urls
         if config.api_key_env and not os.environ.get(config.api_key_env):
             raise ConfigError(f"api_key_env: environment variable {config.api_key_env} is not set")
-        limits = ReplicaLimits(config.concurrency, config.requests_per_minute, config.tokens_per_minute,
-                               config.eject_after, config.eject_s)
-        self.pool = ReplicaPool(self.urls, limits)
+        self.pool = ReplicaPool(config.replicas())
         self._ssl: ssl.SSLContext | None = None
         self._clients: list[httpx.AsyncClient] = []
         self._free: dict[str, list[httpx.AsyncClient]] = {}

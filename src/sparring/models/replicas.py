@@ -135,6 +135,11 @@ class Dispatcher:
                 waiter.future.set_result(None)
 
 
+def _load(replica: Replica) -> tuple[float, float]:
+    """Busy first by requests in flight, then by requests sent, each per slot (equal bounds: plain counts)."""
+    return replica.in_flight / replica.limits.concurrency, replica.sent / replica.limits.concurrency
+
+
 def _wake(future: asyncio.Future[Replica | None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -155,16 +160,16 @@ def dispatcher() -> Dispatcher:
 class ReplicaPool:
     """One model's replicas: takes a slot on the best one, records how the request went."""
 
-    def __init__(self, urls: Sequence[str], limits: ReplicaLimits) -> None:
-        self.urls = tuple(urls)
-        self.limits = limits
+    def __init__(self, replicas: Sequence[tuple[str, ReplicaLimits]]) -> None:
+        self.replicas = tuple(replicas)
+        self.urls = tuple(url for url, _ in self.replicas)
         self._bound: tuple[Dispatcher, tuple[Replica, ...]] | None = None
 
     def bind(self) -> tuple[Dispatcher, tuple[Replica, ...]]:
         """This pool's replicas on the running loop."""
         current = dispatcher()
         if self._bound is None or self._bound[0] is not current:
-            self._bound = current, tuple(current.replica(url, self.limits) for url in self.urls)
+            self._bound = current, tuple(current.replica(url, limits) for url, limits in self.replicas)
         return self._bound
 
     def _out(self, replica: Replica, now: float) -> bool:
@@ -176,7 +181,7 @@ class ReplicaPool:
         return max(replica.paused_until, replica.ejected_until if len(self.urls) > 1 else 0.0)
 
     def try_take(self, tokens: int, avoid: Replica | None = None) -> Ticket | tuple[frozenset[Replica], float | None]:
-        """Take a slot on the usable replica with the fewest in flight, or say what to wait for.
+        """Take a slot on the usable replica with the fewest in flight (per slot), or say what to wait for.
 
         Synchronous: the check and the take cannot be split by another task. Returns the
         ticket, or the replicas whose freed slot would help and the earliest time
@@ -197,7 +202,7 @@ class ReplicaPool:
             ready = replica.window.ready_at(now, tokens)
             if ready > now:
                 wake_at = ready if wake_at is None else min(wake_at, ready)
-            elif best is None or (replica.in_flight, replica.sent) < (best.in_flight, best.sent):
+            elif best is None or _load(replica) < _load(best):
                 best = replica
         if best is not None:
             best.in_flight += 1
