@@ -380,6 +380,27 @@ def test_a_replica_with_more_slots_takes_more_of_the_load() -> None:
     assert (small.max_in_flight, big.max_in_flight) == (1, 3)
 
 
+def test_an_experiment_over_two_replicas_gives_the_same_transcripts_as_over_one(tmp_path: Path) -> None:
+    from experiment_support import scripted_toml
+
+    from sparring.experiments import parse_config, run_experiment
+    from sparring.store import Store
+
+    def run(base: str, name: str) -> list[Any]:
+        text = scripted_toml(limit=4, concurrency=4).replace('backend = "scripted"', 'backend = "openai"\n' + base)
+        store = Store(f"sqlite:///{tmp_path / name}")
+        outcome = run_experiment(parse_config(text), text, store)
+        assert (outcome.finished, outcome.errors) == (8, 0)
+        return [stored.conversation.model_dump() for stored in store.conversations(outcome.run_id)]
+
+    # both stubs answer by seed alone, as two replicas of one deterministic model would
+    with serving(Stub("same", n_mode="ignore"), Stub("same", n_mode="ignore", delay=0.01)) as (a, b):
+        over_two = run(f'base_urls = ["{a.url}", {{url = "{b.url}", concurrency = 2}}]\nuse_n = "auto"', "two.db")
+        assert a.seen and b.seen
+        over_one = run(f'base_url = "{a.url}"', "one.db")
+    assert over_two == over_one
+
+
 # --- two real llama_cpp.server replicas on the bundled SmolLM2 ----------------------------------
 
 
