@@ -29,6 +29,7 @@ class Stub:
     delay: float = 0.0
     n_mode: str = "honour"
     fail_status: int | None = None  # answer every request with this status
+    fail_first: int = 0  # answer the first k requests with 503
     retry_after: str | None = None
     usage_total: int | None = None  # the reply's usage.total_tokens; None: prompt 11 + completion 4 per choice
     seen: list[dict[str, Any]] = field(default_factory=list)
@@ -36,6 +37,9 @@ class Stub:
     max_in_flight: int = 0
 
     def reply(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return 503, {}, b'{"error": "stub failure"}'
         if self.fail_status is not None:
             headers = {"retry-after": self.retry_after} if self.retry_after else {}
             return self.fail_status, headers, b'{"error": "stub failure"}'

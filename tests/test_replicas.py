@@ -327,6 +327,15 @@ def test_concurrent_turns_wait_for_the_one_probe() -> None:
                                                       for k in range(4)]
 
 
+def test_a_probe_that_fails_in_transit_finds_nothing_and_the_retry_probes_again() -> None:
+    with serving(Stub("honours", fail_first=1)) as (honours,):
+        model = make([honours.url], use_n="auto", max_retries=1)
+        result, n_support = asyncio.run(two_turns(model))
+    assert [s.get("n") for s in honours.seen] == [3, 3, 3]  # 503 to the probe, the retried probe, the next turn
+    assert n_support == {"/chat/completions": True}
+    assert [c.text for c in result[0]] == [f"honours seed=5 i={i}" for i in range(3)]
+
+
 def test_declared_use_n_on_a_server_that_ignores_it_says_what_to_set() -> None:
     with serving(Stub("ignores", n_mode="ignore")) as (ignores,):
         with pytest.raises(ModelError, match='did not return 3 choices .*use_n = "auto"'):
