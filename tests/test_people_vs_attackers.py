@@ -31,7 +31,7 @@ def frame(rows: list[tuple[str, str, str, float, float, list[str] | None]]) -> p
 
 def test_success_counts_decided_attempts_only_and_coverage_names_what_each_side_missed():
     attempts = frame([
-        ("p1", "hh-rlhf", "people", 4.0, -1.0, ["Theft"]), ("p2", "hh-rlhf", "people", 0.0, 1.0, None),
+        ("p1", "hh-rlhf", "people", 4.0, -1.0, ["Theft"]), ("p2", "hh-rlhf", "people", 0.0, 1.0, ["Weapons"]),
         ("a1", "tap", "model", 4.0, -2.0, None), ("a2", "tap", "model", np.nan, np.nan, None),
         ("a3", "tap", "model", 0.0, 0.5, None), ("d1", "advbench", "dataset", 4.0, -3.0, None),
     ])
@@ -48,6 +48,11 @@ def test_success_counts_decided_attempts_only_and_coverage_names_what_each_side_
     assert coverage.loc["map clusters", "only_attacker"] == "2 (Hate)"
     assert coverage.loc["harm tags", "only_people"] == "Theft" and coverage.loc["harm tags", "only_attacker"] == "Hate"
     assert result.sample_size == 2 and rows.loc["tap", "dispersion"] > 0
+    # a person's own tag ("Weapons", on no cluster) is not coverage: no attacker tags its attempts
+    assert rows.loc["hh-rlhf", "harm_tags"] == 2 and result.mapped == 5
+
+    unmapped = compare_people_and_attackers(attempts, {})
+    assert unmapped is not None and unmapped.coverage.empty and np.isnan(unmapped.groups["harm_tags"]).all()
 
     other_cell = attempts.assign(size=np.where(attempts["side"] == "model", "2M", "1M"))
     assert compare_people_and_attackers(other_cell, {}) is None  # no target both sides attacked
@@ -158,7 +163,8 @@ def test_a_campaign_compared_with_a_run_puts_both_sources_on_one_map(sqlite_url,
         "people": ("people", f"campaign {campaign}", "12", "2"), "zero-shot": ("attacker", "run attackers", "24", "1"),
         "refine": ("attacker", "run attackers", "24", "1")}
     facts = dict(section.facts)
-    assert facts["map clusters"] == "one map of the compared attempts of both sources, 3 clusters: 60 of 60 compared attempts"
+    assert facts["map clusters"] == ("from one map of both sources' compared attempts (3 clusters); 60 of the 60 "
+                                     "compared attempts are on it")
     coverage = {(row[0], row[1]): (row[2], row[3]) for row in section.tables[1].rows}
     assert coverage == {
         ("zero-shot", "map clusters"): ("0 (Theft)", "none"), ("zero-shot", "harm tags"): ("Theft", "none"),

@@ -5,7 +5,8 @@ and each attack written by a model. Only (size, intervention) cells that both si
 are compared, so a group is never credited for an easier target. Success is the judge's
 verdict (a person's own rating where one was given); attempts the judge could not decide
 and conversations that failed are counted in their own columns, never as failed attacks.
-Coverage lists the attack-map clusters and harm tags one side reached and the other did not.
+Coverage lists the attack-map clusters, and the harm tags that name them, one side reached and
+the other did not (without a map there is no coverage).
 Two sources (a campaign compared with a run) are pooled first: a group label both use keeps
 its source's name, so every source's people and attackers stay their own rows.
 """
@@ -93,7 +94,7 @@ def compare_people_and_attackers(attempts: pd.DataFrame, errors: dict[str, int],
         low, high = wilson_interval(np.array([decided.sum()]), np.array([decided.size]))
         harm = bootstrap_mean(frame["min_harmlessness"].dropna().to_numpy(float), seed=seed)
         sample = random.Random(seed).sample(frame["transcript"].astype(str).tolist(), size)
-        reached[name] = _reached(frame, clusters)
+        reached[name] = _reached(frame, clusters or {})
         rows.append({
             "group": name, "side": "people" if name in people else "attacker",
             "source": str(frame["source"].iloc[0]) if "source" in frame else "", "attempts": len(frame),
@@ -105,17 +106,15 @@ def compare_people_and_attackers(attempts: pd.DataFrame, errors: dict[str, int],
             "distinct_2": distinct_2([turn for t in sample for turn in human_turns(t)]),
             "dispersion": dispersion([human_side(t) for t in sample]),
             "clusters": len(reached[name][0]) if clusters is not None else np.nan,
-            "harm_tags": len(reached[name][1]),
+            "harm_tags": len(reached[name][1]) if clusters is not None else np.nan,
         })
     human_clusters = set().union(*(reached[name][0] for name in people))
     human_tags = set().union(*(reached[name][1] for name in people))
     coverage = []
-    for name in attackers:
+    for name in attackers if clusters is not None else []:  # without a map there is nothing to compare
         own_clusters, own_tags = reached[name]
-        if clusters is not None:
-            coverage.append({"attacker": name, "what": "map clusters",
-                             "only_people": _listed(human_clusters - own_clusters),
-                             "only_attacker": _listed(own_clusters - human_clusters)})
+        coverage.append({"attacker": name, "what": "map clusters", "only_people": _listed(human_clusters - own_clusters),
+                         "only_attacker": _listed(own_clusters - human_clusters)})
         coverage.append({"attacker": name, "what": "harm tags", "only_people": _listed(human_tags - own_tags),
                          "only_attacker": _listed(own_tags - human_tags)})
     notes = [f"{dropped} attempt(s) left out: their (size, intervention) cell was attacked by one side only"] \
@@ -143,23 +142,24 @@ def joint_clusters(compared: pd.DataFrame, map_sample: int | None,
     mapped = mapped.reset_index(drop=True)
     result = attack_map(mapped, embed_transcripts(mapped["transcript"].tolist()), seed=seed)
     if not result.clusters:
-        return None, f"one map of the compared attempts of both sources found no clusters ({result.note})"
+        return None, f"one map of both sources' compared attempts found no clusters ({result.note})"
     return (map_clusters(result, mapped["attempt_id"].astype(str).tolist()),
-            f"one map of the compared attempts of both sources, {len(result.clusters)} clusters")
+            f"one map of both sources' compared attempts ({len(result.clusters)} clusters)")
 
 
-def _reached(frame: pd.DataFrame, clusters: dict[str, tuple[int, str]] | None) -> tuple[set[str], set[str]]:
-    """The map clusters a group's attempts fall in, and harm tags: its own tags and its clusters' names."""
+def _reached(frame: pd.DataFrame, clusters: dict[str, tuple[int, str]]) -> tuple[set[str], set[str]]:
+    """The map clusters a group's mapped attempts fall in, and their names (harm tags).
+
+    Tags come from the map for every side alike: a person's own tags are left out, since no attacker
+    tags its attempts and the comparison would credit people for labelling, not for reaching a harm.
+    """
     found_clusters: set[str] = set()
     tags: set[str] = set()
-    for attempt_id, own in zip(frame["attempt_id"].astype(str), frame["tags"], strict=False):
-        if isinstance(own, list | tuple):
-            tags.update(str(tag) for tag in own)
-        if clusters is not None and attempt_id in clusters:
-            cluster, tag = clusters[attempt_id]
-            if cluster >= 0:
-                found_clusters.add(f"{cluster} ({tag})")
-                tags.add(tag)
+    for attempt_id in frame["attempt_id"].astype(str):
+        cluster, tag = clusters.get(attempt_id, (-1, ""))
+        if cluster >= 0:
+            found_clusters.add(f"{cluster} ({tag})")
+            tags.add(tag)
     return found_clusters, tags
 
 

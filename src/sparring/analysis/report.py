@@ -391,7 +391,7 @@ class _Builder:
                 s.facts.append(("sources", " and ".join(d.name for d in sources)
                                 + ": pooled; a group name both use carries its source's name"))
             compared = int(result.groups["attempts"].sum())
-            s.facts.append(("map clusters", f"{where}: {result.mapped:,} of {compared:,} compared attempts"
+            s.facts.append(("map clusters", f"from {where}; {result.mapped:,} of the {compared:,} compared attempts are on it"
                             if clusters is not None else f"not compared: {where}"))
             scorers = {d.scorer for d in sources}
             if len(scorers) > 1:
@@ -406,10 +406,10 @@ class _Builder:
                         "are counted apart, never as failures. Mean min harmlessness: bootstrap 95% CI over scored "
                         f"attempts. Diversity on {result.sample_size} seeded attempts per group: distinct-2 over human "
                         "turns and dispersion (mean pairwise cosine distance of MiniLM embeddings of the human side). "
-                        "Coverage: the attack-map clusters (named by their harm tag) and harm tags (a person's tags, "
-                        "and the names of the clusters an attempt falls in) reached by one side only, against the "
-                        "people of every source together. With two sources the clusters come from one map of the "
-                        "compared attempts of both, so each side is placed on the same map.")
+                        "Coverage: the attack-map clusters and the harm tags that name them reached by one side only, "
+                        "against the people of every source together; a person's own tags are left out, as no attacker "
+                        "tags its attempts. With two sources the clusters come from one map of the compared attempts "
+                        "of both, so each side is placed on the same map.")
 
     def _compared_clusters(self, compared: pd.DataFrame, joint: bool) -> tuple[dict[str, tuple[int, str]] | None, str]:
         """The compared attempts' clusters: the report's map for one source; for two, one map of both."""
