@@ -6,7 +6,9 @@ Crescendo, each on the scripted model so the numbers measure Sparring, not a lan
 model. TAP and Crescendo also probe the target with turns the transcript never shows:
 their rate counts stored turns, and the probes are in the target model's time. Each call
 to the attacker's model, the target's model and the scorers is timed, so the rest
-of the wall time is the engine (planning, concurrency, persistence).
+of the wall time is the engine (planning, concurrency, persistence). With the scripted
+model and the refusal scorer none of those calls awaits anything, so no two timed calls
+overlap and the shares add up to the wall time.
 
     python benchmarks/bench_attackers.py [--items 200] [--concurrency 32]
 """
@@ -112,9 +114,10 @@ def main() -> None:
         for kind in ("replay", "zero-shot", "refine", "tap", "crescendo"):
             turns, wall, parts = asyncio.run(measure(kind, args.items, args.concurrency, Path(tmp) / f"{kind}.db"))
             rates[kind] = turns / wall
+            engine = 1 - sum(parts.values()) / wall
             shares = ", ".join(f"{part} {seconds / wall:.0%}" for part, seconds in sorted(parts.items()))
             print(f"{kind:>9}: {turns} assistant turns in {wall:.2f} s = {rates[kind]:,.0f} turns/s; "
-                  f"share of wall time in calls: {shares}; the engine and the store: the rest")
+                  f"share of wall time: {shares}, engine and store {engine:.0%}")
     print("RESULT " + "; ".join(f"{kind}/replay = {rates[kind] / rates['replay']:.2f}" for kind in rates
                                 if kind != "replay") + " (stored turns per second, same engine and judge)")
 
