@@ -101,6 +101,30 @@ def test_a_worker_builds_the_components_once_for_all_its_batches(tmp_path: Path,
     assert list(unfinished_batches(store, "w", size=4)) == []
 
 
+def test_a_worker_refuses_a_unit_its_own_plan_does_not_have(tmp_path: Path):
+    from sparring.errors import ConfigError
+    from sparring.experiments.unit_batches import UnitRef, unfinished_batches
+    from sparring.experiments.unit_worker import UnitWorker
+
+    text = scripted_toml(limit=2)
+    config, url = parse_config(text), f"sqlite:///{tmp_path / 'w.db'}"
+    store = Store(url)
+    asyncio.run(arun_experiment(config, text, store, "w", executor=_RegisterOnly()))
+    real = next(unfinished_batches(store, "w", size=1))[0]
+
+    async def work() -> None:
+        worker = UnitWorker(config, url, "w")
+        # a node whose data file differs: the key names an item it does not have, or the id does not match
+        for ref in (UnitRef(real.id, real.target, real.attack, "no-such-item", 0),
+                    UnitRef("0" * 32, real.target, real.attack, real.item_id, real.repetition)):
+            with pytest.raises(ConfigError, match="every node must see the same config and data files"):
+                await worker.run_batch([ref])
+        await worker.close()
+
+    asyncio.run(work())
+    assert store.status_counts("w") == {"open": 4}  # nothing ran
+
+
 class _RegisterOnly:
     """An executor that runs nothing: the plan is registered and left unfinished."""
 

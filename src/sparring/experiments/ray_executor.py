@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -91,6 +91,7 @@ class RayExecutor:
     workers: int | None = None
     batch_size: int | None = None
     queued: int = 2
+    startup_s: float | None = field(default=None, init=False)  # the last run's time to start its workers
 
     async def execute(self, config: ExperimentConfig, store: Store, run_id: str, resumed: bool,
                       on_progress: Callable[[int], None] | None) -> RunOutcome:
@@ -125,7 +126,9 @@ class RayExecutor:
         if on_progress:
             on_progress(outcome.finished)
         workers = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        started = time.perf_counter()
         actors = await asyncio.to_thread(self._start_actors, ray, workers, config, store.url, run_id)
+        self.startup_s = time.perf_counter() - started
         loop = asyncio.get_running_loop()
         work = asyncio.ensure_future(self._dispatch(ray, actors, store, run_id, outcome, config, on_progress))
         installed = _install_sigint(loop, work)

@@ -60,12 +60,12 @@ class UnitWorker:
 
     async def run_batch(self, refs: list[UnitRef]) -> BatchResult:
         """Run these units (resumed from their stored turns); returns once every turn of them is committed."""
+        units = [self._unit(ref) for ref in refs]
         if self._writer is None:
             self._limit = asyncio.Semaphore(self.engine.config.concurrency)
             self._writer = await StoreWriter(self.store).__aenter__()
         limit, writer = self._limit, self._writer
         assert limit is not None
-        units = [self._unit(ref) for ref in refs]
         stored = await asyncio.to_thread(stored_conversations, self.store, [ref.id for ref in refs])
         outcome = RunOutcome(self.run_id, True, total=len(units))
 
