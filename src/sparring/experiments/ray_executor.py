@@ -184,23 +184,27 @@ class RayExecutor:
             if batch is not None:
                 pending[_awaitable(actor.run_batch.remote(batch))] = actor
 
-        for _ in range(self.queued):
-            for actor in actors:
-                await submit(actor)
-        while pending:
-            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for future in done:
-                actor = pending.pop(future)
-                try:
-                    result: BatchResult = future.result()
-                except ray.exceptions.RayError as error:
-                    raise _cause(error) from None
-                outcome.finished += result.finished
-                outcome.errors += result.errors
-                outcome.turns_written += result.turns_written
-                if on_progress:
-                    on_progress(result.finished + result.errors)
-                await submit(actor)
+        try:
+            for _ in range(self.queued):
+                for actor in actors:
+                    await submit(actor)
+            while pending:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    actor = pending.pop(future)
+                    try:
+                        result: BatchResult = future.result()
+                    except ray.exceptions.RayError as error:
+                        raise _cause(error) from None
+                    outcome.finished += result.finished
+                    outcome.errors += result.errors
+                    outcome.turns_written += result.turns_written
+                    if on_progress:
+                        on_progress(result.finished + result.errors)
+                    await submit(actor)
+        finally:
+            for future in pending:  # stopped or failed: the workers are killed next, their batches are abandoned
+                future.cancel()
 
 
 def _awaitable(ref: Any) -> asyncio.Future[Any]:
