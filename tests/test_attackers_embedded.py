@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from experiment_support import scripted_toml
 
 from sparring.experiments import parse_config, run_experiment
 from sparring.experiments.summary import summarize
@@ -120,16 +121,15 @@ def test_crescendo_on_the_embedded_model(sqlite_url, shared_data):
     store.close()
 
 
-def test_few_shot_on_the_embedded_model_learns_from_the_zero_shot_run_before(sqlite_url):
+def test_few_shot_on_the_embedded_model(sqlite_url):
     store = Store(sqlite_url)
-    openings = 'kind = "zero-shot"\nitems = 2\nmax_tokens = 32\nbudget = {queries = 2, tokens = 64}\n'
-    first = run(embedded_toml(openings, turns=1), store, "zero-shot")
-    check_scored_and_reported(store, "zero-shot", first)
-    successes = {c.conversation.human_turns[0].text for c in first if not c.unit.target.startswith("refuser")}
+    before = scripted_toml(limit=3)  # past successes to learn from: replayed dialogues a scripted target answered
+    run_experiment(parse_config(before), before, store, "earlier")
     few_shot = 'kind = "few-shot"\nitems = 2\nexamples = 2\nmax_tokens = 32\nbudget = {queries = 2, tokens = 64}\n'
     conversations = run(embedded_toml(few_shot, turns=1), store, "few-shot")
     history = store.run("few-shot").components["history"]["few-shot"]
-    assert history and set(history) <= successes  # what the embedded target did not refuse
+    openings = {c.conversation.human_turns[0].text for c in store.conversations("earlier")}
+    assert history and set(history) <= openings
     for stored in conversations:
         [human] = stored.conversation.human_turns
         queries, tokens, _ = spent(stored)
