@@ -32,6 +32,7 @@ from sparring.store.repository import Store
 
 INSTALL_HINT = "pip install 'sparring[ray]'"
 NAMESPACE = "sparring"
+STOP_WAIT_S = 30.0  # how long Ctrl-C waits for the workers to commit what they had queued
 NAME_WAIT_S = 60.0  # how long a rerun waits for the workers of a killed driver to be reaped by the cluster
 
 
@@ -73,9 +74,11 @@ class _Actor:
         assert self.worker is not None
         return await self.worker.run_batch(refs)
 
-    async def close(self) -> None:
-        if self.worker is not None:
-            await self.worker.close()
+    async def stop(self) -> int:
+        return 0 if self.worker is None else await self.worker.stop()
+
+    async def close(self) -> int:
+        return 0 if self.worker is None else await self.worker.close()
 
 
 @dataclass
@@ -134,9 +137,10 @@ class RayExecutor:
         installed = _install_sigint(loop, work)
         try:
             await work
-            await asyncio.gather(*(_awaitable(a.close.remote()) for a in actors))
+            outcome.turns_written = sum(await asyncio.gather(*(_awaitable(a.close.remote()) for a in actors)))
         except asyncio.CancelledError:
             outcome.stopped = True
+            outcome.turns_written = await _stop(actors)
         except BaseException:
             _kill(ray, actors)
             await asyncio.to_thread(store.set_status, run_id, "failed")
@@ -198,13 +202,21 @@ class RayExecutor:
                         raise _cause(error) from None
                     outcome.finished += result.finished
                     outcome.errors += result.errors
-                    outcome.turns_written += result.turns_written
                     if on_progress:
                         on_progress(result.finished + result.errors)
                     await submit(actor)
         finally:
             for future in pending:  # stopped or failed: the workers are killed next, their batches are abandoned
                 future.cancel()
+
+
+async def _stop(actors: list[Any]) -> int:
+    """Each worker stops its conversations and commits what it had queued; the turns they wrote in all."""
+    try:
+        async with asyncio.timeout(STOP_WAIT_S):
+            return sum(await asyncio.gather(*(_awaitable(a.stop.remote()) for a in actors)))
+    except Exception:  # noqa: BLE001 — a worker that cannot stop in time (or is gone) is killed next
+        return 0
 
 
 def _awaitable(ref: Any) -> asyncio.Future[Any]:

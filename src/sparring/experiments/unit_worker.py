@@ -24,7 +24,6 @@ from sparring.store.repository import Store
 class BatchResult:
     finished: int
     errors: int
-    turns_written: int
 
 
 class UnitWorker:
@@ -45,6 +44,8 @@ class UnitWorker:
         self._items = {name: {item.id: item for item in attack.items()} for name, attack in self.components.attacks.items()}
         self._limit: asyncio.Semaphore | None = None
         self._writer: StoreWriter | None = None
+        self._running: set[asyncio.Future[None]] = set()
+        self._session = RunOutcome(run_id, True, total=0)  # counts the turns this worker wrote, all batches together
 
     def _unit(self, ref: UnitRef) -> WorkUnit:
         """The unit the driver named, rebuilt from this worker's own components (its id proves it is the same)."""
@@ -67,17 +68,14 @@ class UnitWorker:
         limit, writer = self._limit, self._writer
         assert limit is not None
         stored = await asyncio.to_thread(stored_conversations, self.store, [ref.id for ref in refs])
-        outcome = RunOutcome(self.run_id, True, total=len(units))
+        results: list[bool] = []
 
         async def guarded(unit: WorkUnit) -> None:
             async with limit:
-                ok = await self.engine.run_unit(unit, stored[unit.id], writer, outcome)
-            if ok:
-                outcome.finished += 1
-            else:
-                outcome.errors += 1
+                results.append(await self.engine.run_unit(unit, stored[unit.id], writer, self._session))
 
         tasks = [asyncio.ensure_future(guarded(unit)) for unit in units]
+        self._running.update(tasks)
         try:
             await asyncio.gather(*tasks)
         except BaseException:
@@ -85,12 +83,23 @@ class UnitWorker:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        return BatchResult(outcome.finished, outcome.errors, outcome.turns_written)
+        finally:
+            self._running.difference_update(tasks)
+        return BatchResult(finished=sum(results), errors=len(results) - sum(results))
 
-    async def close(self) -> None:
-        """Flush the writer, close models and scorers, release the database."""
+    async def stop(self) -> int:
+        """Ctrl-C on the driver: stop every conversation, commit what was queued (as the local engine does), close."""
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        return await self.close()
+
+    async def close(self) -> int:
+        """Flush the writer, close models and scorers, release the database; returns the turns this worker wrote."""
         if self._writer is not None:
             await self._writer.__aexit__(None, None, None)
             self._writer = None
         await self.components.aclose()
         self.store.close()
+        return self._session.turns_written
