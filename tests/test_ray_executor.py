@@ -101,6 +101,44 @@ def test_a_worker_builds_the_components_once_for_all_its_batches(tmp_path: Path,
     assert list(unfinished_batches(store, "w", size=4)) == []
 
 
+def test_a_stopped_worker_commits_what_it_had_and_a_new_worker_finishes_the_plan_exactly(tmp_path: Path, reference):
+    from sparring.experiments.unit_batches import unfinished_batches
+    from sparring.experiments.unit_worker import UnitWorker
+
+    config_text = scripted_toml(**SLOW)
+    config, url = parse_config(config_text), f"sqlite:///{tmp_path / 'w.db'}"
+    store = Store(url)
+    asyncio.run(arun_experiment(config, config_text, store, RUN, executor=_RegisterOnly()))
+
+    def assistant_turns() -> int:
+        with store.engine.connect() as conn:
+            return conn.execute(text("select count(*) from utterances where role='assistant' and sample_index=0")).scalar()
+
+    async def stop_midway() -> int:
+        worker = UnitWorker(config, url, RUN)
+        batch = asyncio.ensure_future(worker.run_batch(next(unfinished_batches(store, RUN, size=20))))
+        while assistant_turns() < 8:
+            await asyncio.sleep(0.05)
+        saved = await worker.stop()  # what the driver's Ctrl-C asks of every worker
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+        return saved
+
+    saved = asyncio.run(stop_midway())
+    assert saved == assistant_turns()  # every turn it counted is committed, nothing else
+    assert store.status_counts(RUN).get("finished", 0) < 20
+
+    async def finish() -> None:
+        worker = UnitWorker(config, url, RUN)
+        for batch in unfinished_batches(store, RUN, size=7):
+            await worker.run_batch(batch)
+        await worker.close()
+
+    asyncio.run(finish())
+    check_integrity(url, RUN)
+    assert transcripts(url, RUN) == reference
+
+
 def test_a_worker_refuses_a_unit_its_own_plan_does_not_have(tmp_path: Path):
     from sparring.errors import ConfigError
     from sparring.experiments.unit_batches import UnitRef, unfinished_batches
