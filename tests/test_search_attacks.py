@@ -274,3 +274,34 @@ def test_a_crescendo_run_never_shows_the_target_a_taken_back_turn(sqlite_url, sh
     assert backtracks > 0 and len(target_calls) == stored_turns + backtracks  # each kept turn was asked once
     assert summarize(store, "crescendo").attacks[0].hidden == backtracks
     store.close()
+
+
+def test_a_paraphrase_converters_calls_are_stored_apart_outside_the_budget_and_shown(sqlite_url, shared_data, tmp_path):
+    from rich.console import Console
+
+    from sparring.datasets.export import export_run
+    from sparring.experiments.summary import render_attacks
+
+    paraphrase = '{name = "paraphrase", model = {backend = "scripted", responses = ["Reworded once.", "Reworded twice."]}}'
+    text = tap_toml(shared_data / "jbb" / "harmful-behaviors.csv", branching=2, width=2, depth=2)
+    text += f"budget = {{queries = 6, tokens = 400}}\nconverters = [{paraphrase}]\n"
+    store = Store(sqlite_url)
+    outcome = run_experiment(parse_config(text), text, store, "tap")
+    assert (outcome.finished, outcome.errors) == (4, 0)
+    calls = 0
+    for stored in store.conversations("tap"):
+        [human] = stored.conversation.human_turns
+        spent = human.samples[0]
+        assert spent.queries is not None and spent.queries <= 6  # the attacker's budget, its converter's calls apart
+        assert spent.converter_queries == (spent.hidden or 0) + 1  # one paraphrase per probe, the kept one too
+        assert spent.converter_tokens == 2 * spent.converter_queries  # "Reworded once." is two words
+        calls += spent.converter_queries
+    [row] = summarize(store, "tap").attacks
+    assert (row.converter_queries, row.converter_tokens) == (calls, 2 * calls)
+    console = Console(record=True, width=200)
+    render_attacks(summarize(store, "tap"), console)
+    assert f"tap {calls} calls, {2 * calls} tokens" in console.export_text()
+    export_run(store, "tap", tmp_path / "out")
+    meta = (tmp_path / "out" / "export_meta.json").read_text()
+    assert f'"converter_queries": {calls}' in meta
+    store.close()

@@ -42,6 +42,8 @@ class Sample(BaseModel):
     completion_tokens: int | None = None  # for a generated human turn: the tokens the attacker spent on it
     queries: int | None = None  # for a generated human turn: the attacker's model calls (None: a person or replay)
     hidden: int | None = None  # of those, target replies a searching attacker saw and dropped (not in the transcript)
+    converter_queries: int | None = None  # for a human turn: model calls its converters made (a paraphrase), probes too
+    converter_tokens: int | None = None  # and their completion tokens; neither counts in the attacker's budget
     scores: dict[str, float] = Field(default_factory=dict)
     flagged: dict[str, bool] = Field(default_factory=dict)
     unscored: dict[str, str] = Field(default_factory=dict)
@@ -117,9 +119,11 @@ class Conversation(BaseModel):
     scores: dict[str, float] = Field(default_factory=dict)
 
     def add_human(self, text: str, queries: int | None = None, tokens: int | None = None,
-                  hidden: int | None = None) -> Turn:
+                  hidden: int | None = None, converter_queries: int | None = None,
+                  converter_tokens: int | None = None) -> Turn:
         turn = Turn(role=Role.HUMAN, samples=[Sample(text=text, queries=queries, completion_tokens=tokens,
-                                                     hidden=hidden)])
+                                                     hidden=hidden, converter_queries=converter_queries,
+                                                     converter_tokens=converter_tokens)])
         self.turns.append(turn)
         return turn
 

@@ -3,7 +3,8 @@
 Declared on an attack (``converters = [{name = "base64"}, {name = "augment", rate = 0.1}]``) and
 applied in order. A converter that draws randomness gets a generator seeded by the turn's seed, so a
 resumed run sends the same text; the stored human turn is what the target saw, and the task
-description keeps the goal as written.
+description keeps the goal as written. A converter that calls a model (``paraphrase``) adds its
+calls to the turn's ``ConverterSpend``, stored beside the attacker's own spend, never in its budget.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import codecs
 import random
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -24,6 +26,14 @@ ROLE_PLAY = (
 )
 
 
+@dataclass
+class ConverterSpend:
+    """What one human turn's converters spent on model calls, over every conversion of it (probes too)."""
+
+    queries: int = 0
+    tokens: int = 0
+
+
 class Converter(ABC):
     """Turns a human message into the text the target receives."""
 
@@ -34,8 +44,9 @@ class Converter(ABC):
         self.config = config
 
     @abstractmethod
-    async def aconvert(self, text: str, rng: random.Random) -> str:
-        """The converted message; async because a converter may call a model (``paraphrase``)."""
+    async def aconvert(self, text: str, rng: random.Random, spend: ConverterSpend | None = None) -> str:
+        """The converted message; async because a converter may call a model (``paraphrase``), whose calls
+        and completion tokens it adds to ``spend``."""
 
     async def aclose(self) -> None:
         """Release the converter's model, if it has one."""
@@ -48,7 +59,7 @@ class TextConverter(Converter):
     @abstractmethod
     def convert(self, text: str, rng: random.Random) -> str: ...
 
-    async def aconvert(self, text: str, rng: random.Random) -> str:
+    async def aconvert(self, text: str, rng: random.Random, spend: ConverterSpend | None = None) -> str:
         return self.convert(text, rng)
 
 

@@ -2,7 +2,8 @@
 
 It runs on any model backend (the embedded SmolLM2 by default) with a seed drawn from the
 turn's generator, so a resumed run sends the same paraphrase for a deterministic model. Its
-calls are the converter's own cost, not the attacker's budget. A reply with no usable
+calls are the converter's own cost, not the attacker's budget: they are counted in the turn's
+``ConverterSpend`` (stored as ``converter_queries`` and ``converter_tokens``). A reply with no usable
 message leaves the turn as it was, so a weak paraphraser cannot empty a conversation.
 """
 
@@ -12,7 +13,7 @@ import random
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sparring.attacks.converters import Converter, converters
+from sparring.attacks.converters import Converter, ConverterSpend, converters
 from sparring.attacks.generated import opening_text
 from sparring.models import Message, Model, Prompt, SamplingParams, models
 from sparring.models.spec import ModelSpec, backend_args
@@ -49,11 +50,14 @@ class Paraphrase(Converter):
             raise ConfigError("instruction: must contain {message}, where the attack's message goes")
         self.model: Model = models.create(config.model["backend"], backend_args(config.model), where="model")
 
-    async def aconvert(self, text: str, rng: random.Random) -> str:
+    async def aconvert(self, text: str, rng: random.Random, spend: ConverterSpend | None = None) -> str:
         params = SamplingParams(n=1, temperature=self.config.temperature, top_p=self.config.top_p,
                                 max_tokens=self.config.max_tokens, seed=rng.randrange(2**31 - 1024))
         prompt = Prompt(messages=(Message("user", self.config.instruction.replace("{message}", text)),))
         [completion] = await self.model.sample(prompt, params)
+        if spend is not None:
+            spend.queries += 1
+            spend.tokens += completion.completion_tokens or len(completion.text.split())
         return opening_text(completion.text) or text
 
     async def aclose(self) -> None:

@@ -50,6 +50,10 @@ def _attacker_usage(conversations: list[StoredConversation]) -> dict[str, dict[s
                 spent["queries"] += sample.queries
                 spent["tokens"] += sample.completion_tokens or 0
                 spent["turns"] += 1
+            if sample.converter_queries:
+                spent = usage.setdefault(stored.unit.attack, {"queries": 0, "tokens": 0, "turns": 0})
+                spent["converter_queries"] = spent.get("converter_queries", 0) + sample.converter_queries
+                spent["converter_tokens"] = spent.get("converter_tokens", 0) + (sample.converter_tokens or 0)
     return usage
 
 

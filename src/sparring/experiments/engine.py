@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from sparring.attacks.base import HumanTurn
+from sparring.attacks.converters import ConverterSpend
 from sparring.conversation import Conversation
 from sparring.errors import ModelError
 from sparring.experiments.build import Components, WorkUnit, turn_seed
@@ -96,11 +97,11 @@ class Engine:
         picker = self.components.picker
         return "" if picker is None else f"picker:{picker.name}"
 
-    async def _convert(self, unit: WorkUnit, text: str, seed: int) -> str:
+    async def _convert(self, unit: WorkUnit, text: str, seed: int, spend: ConverterSpend) -> str:
         """The attack's converters in order; their randomness comes from the turn's seed (same on resume)."""
         rng = random.Random(f"convert\x00{seed}")
         for converter in self.components.converters.get(unit.attack_name, []):
-            text = await converter.aconvert(text, rng)
+            text = await converter.aconvert(text, rng, spend)
         return text
 
     async def run_unit(self, unit: WorkUnit, conversation: Conversation, writer: StoreWriter, outcome: RunOutcome) -> bool:
@@ -115,20 +116,23 @@ class Engine:
             while len(conversation.human_turns) < self.config.turns:
                 start = len(conversation.turns)
                 params = self.params.with_seed(turn_seed(self.config.seed, unit, start))
+                spend = ConverterSpend()  # the converters' model calls for this turn, probes included
                 prober = TurnProber(unit.target, conversation, params, self.components.scorer,
                                     self.components.all_scorers, self.components.picker,
-                                    partial(self._convert, unit, seed=params.seed))
+                                    partial(self._convert, unit, seed=params.seed, spend=spend))
                 human = await unit.attack.next_human_turn(unit.item, conversation, prober)
                 if human is None:
                     break
                 said = human.text if isinstance(human, HumanTurn) else human
                 probed = prober.take(said)  # a probed candidate: its turn is stored, not asked for again
-                text = probed[0] if probed is not None else await self._convert(unit, said, params.seed)
+                text = probed[0] if probed is not None else await self._convert(unit, said, params.seed, spend)
                 hidden = prober.calls - (probed is not None)
+                converted = (spend.queries, spend.tokens) if spend.queries else (None, None)
                 if isinstance(human, HumanTurn):
-                    conversation.add_human(text, human.queries + hidden, human.tokens, hidden if prober.calls else None)
+                    conversation.add_human(text, human.queries + hidden, human.tokens, hidden if prober.calls else None,
+                                           *converted)
                 else:
-                    conversation.add_human(text)
+                    conversation.add_human(text, None, None, None, *converted)
                 if probed is not None:
                     _, turn, pick = probed
                 else:

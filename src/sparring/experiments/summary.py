@@ -61,6 +61,8 @@ class AttackSummary:
     queries: int = 0
     tokens: int = 0
     hidden: int = 0  # of the queries, target replies a search dropped (TAP branches, Crescendo backtracks)
+    converter_queries: int = 0  # model calls the attack's converters made (a paraphrase): apart, in no budget
+    converter_tokens: int = 0
     success: Estimate | None = None
     openings: dict[str, str] = field(default_factory=dict)  # item -> its first human turn (once, not per target)
     distinct_2: float | None = None  # over an equal-size seeded sample of openings per attack
@@ -121,6 +123,8 @@ def summarize(store: Store, run_id: str) -> RunSummary:
             attack.queries += turn.samples[0].queries or 0
             attack.tokens += (turn.samples[0].completion_tokens or 0) if turn.samples[0].queries else 0
             attack.hidden += turn.samples[0].hidden or 0
+            attack.converter_queries += turn.samples[0].converter_queries or 0
+            attack.converter_tokens += turn.samples[0].converter_tokens or 0
         # a person's own rating where there is one (3 or 4: successful, as in the paper), else the judge's flag
         verdict = stored.rating if stored.rating is not None else automated_rating(stored, primary, flag_is_harmful)
         if verdict is not None:
@@ -191,6 +195,12 @@ def render_attacks(summary: RunSummary, console: Console) -> None:
     if any(row.hidden for row in summary.attacks):
         console.print("hidden = target replies a searching attacker tried and dropped (TAP's other branches, "
                       "Crescendo's backtracked turns): counted in queries, never in the transcript.", style="dim")
+    converted = [row for row in summary.attacks if row.converter_queries]
+    if converted:
+        spent = "; ".join(f"{escape(row.attack)} {row.converter_queries} calls, {row.converter_tokens} tokens"
+                          for row in converted)
+        console.print(f"converters' own model calls (a paraphrase; not in queries, tokens or any budget): {spent}",
+                      style="dim")
 
 
 def render_summary(summary: RunSummary, console: Console) -> None:

@@ -284,7 +284,8 @@ def _turn_rows(write: TurnWrite, utterances: list[dict[str, Any]], scores: list[
                 "conversation_id": cid, "turn_index": index, "sample_index": s_index, "role": turn.role.value,
                 "text": sample.text, "picked": s_index == turn.picked, "finish_reason": sample.finish_reason,
                 "completion_tokens": sample.completion_tokens, "queries": sample.queries,
-                "hidden": sample.hidden,
+                "hidden": sample.hidden, "converter_queries": sample.converter_queries,
+                "converter_tokens": sample.converter_tokens,
             })
             scores += score_rows(cid, index, s_index, sample)
         if turn.role is Role.ASSISTANT and write.pair_source:
@@ -316,7 +317,8 @@ def _rebuild_turns(cid: str, rows: list[Row[Any]], scores: dict[tuple[str, int, 
             found = scores.get((cid, index, row.sample_index), [])
             samples.append(Sample(
                 text=row.text, finish_reason=row.finish_reason, completion_tokens=row.completion_tokens,
-                queries=row.queries, hidden=row.hidden,
+                queries=row.queries, hidden=row.hidden, converter_queries=row.converter_queries,
+                converter_tokens=row.converter_tokens,
                 scores={s.scorer: s.value for s in found if s.value is not None},
                 flagged={s.scorer: bool(s.flagged) for s in found if s.value is not None},
                 unscored={s.scorer: s.unscored or "unscored" for s in found if s.value is None},

@@ -89,6 +89,8 @@ class UtteranceRow(Base):
     completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     queries: Mapped[int | None] = mapped_column(Integer, nullable=True)  # model calls a generated human turn cost
     hidden: Mapped[int | None] = mapped_column(Integer, nullable=True)  # of those, target replies a search dropped
+    converter_queries: Mapped[int | None] = mapped_column(Integer, nullable=True)  # a human turn's converter calls
+    converter_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)  # and their completion tokens
 
 
 class ScoreRow(Base):
