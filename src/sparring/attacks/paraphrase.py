@@ -38,7 +38,7 @@ class Paraphrase(Converter):
     """A model rewords the message; seeded by the turn, so the same turn gets the same paraphrase."""
 
     description = ("A model (any backend) rewords the message keeping its request; seeded by the turn. Its model "
-                   "calls are its own cost: in no attack's budget, nor in show's queries and tokens.")
+                   "calls are its own cost: in no attack's budget; show lists them apart.")
     Config = ParaphraseConfig
     config: ParaphraseConfig
 
