@@ -3,6 +3,10 @@
 Two modes: ``chat`` applies the model's own chat template; ``raw`` renders the
 paper's Human/Assistant text and stops at the next ``\\n\\nHuman:`` (for base
 models such as Gemma 3 270M, used as a plain LM). N samples are N seeds.
+
+By default (``batched = true``) the N samples of a call are decoded side by side
+in one llama.cpp batch sharing the prompt's KV cache (``llamacpp_batch``);
+``batched = false`` keeps one sequential ``create_completion`` per sample.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sparring.compute_thread import run_on_compute_thread
 from sparring.errors import ConfigError, ModelError
 from sparring.models.base import Completion, Mode, Model, Prompt, SamplingParams, models
+from sparring.models.llamacpp_batch import BatchedLlama
 from sparring.models.raw_format import raw_stops, render_raw
 from sparring.registry import ConfigPath
 
@@ -49,6 +54,12 @@ class LlamaCppConfig(BaseModel):
     n_ctx: int = Field(4096, ge=256)
     n_threads: int | None = Field(None, ge=1)
     contexts: int = Field(4, ge=1, description="KV caches kept, one per distinct prompt preamble")
+    batched: bool = Field(
+        True,
+        description="decode the n samples of a call side by side in one llama.cpp batch; false: one llama.cpp call "
+        "per sample, in turn (same sampler and seeds, other kernels: the texts differ)",
+    )
+    max_batch: int = Field(16, ge=1, le=254, description="samples decoded side by side at most (batched only)")
 
 
 @models.register("llamacpp")
@@ -67,6 +78,9 @@ class LlamaCppModel(Model):
             if head.read(4) != b"GGUF":
                 raise ConfigError(f"path: {self.path} is not a GGUF model file (it does not start with 'GGUF')")
         self._contexts: OrderedDict[str, Any] = OrderedDict()
+        self._batched = BatchedLlama(
+            self.path, config.mode, config.n_ctx, config.n_threads, config.max_batch, config.contexts
+        )
 
     def _context(self, preamble: str) -> Any:
         llama = self._contexts.get(preamble)
@@ -84,8 +98,10 @@ class LlamaCppModel(Model):
         return await run_on_compute_thread(self._sample_blocking, prompt, params)
 
     def _sample_blocking(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
-        llama = self._context(prompt.preamble)
         try:
+            if self.config.batched:
+                return self._batched.sample(prompt, params)
+            llama = self._context(prompt.preamble)
             return [self._one(llama, prompt, params, params.seed + i) for i in range(params.n)]
         except ValueError as error:  # llama-cpp raises ValueError when the prompt exceeds n_ctx
             raise ModelError(f"llama.cpp: {error}") from error
@@ -119,3 +135,4 @@ class LlamaCppModel(Model):
         for llama in self._contexts.values():
             llama.close()
         self._contexts.clear()
+        self._batched.close()

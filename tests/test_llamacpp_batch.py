@@ -1,0 +1,135 @@
+"""Batched decoding on the embedded SmolLM2: the n samples of a call decoded side by side in one llama.cpp batch.
+
+The invariant: sample i is a function of the prompt, the sampling parameters and
+``seed + i`` alone, not of n, of the other samples in its batch, of rounds, or of
+what the model decoded before (see ``sparring.models.llamacpp_batch``).
+"""
+
+import asyncio
+
+import pytest
+
+from sparring.errors import ModelError
+from sparring.interventions import interventions
+from sparring.models import models
+from sparring.models.base import Message, Prompt, SamplingParams
+from sparring.models.llamacpp_batch import BatchedLlama
+
+pytestmark = pytest.mark.model
+
+QUESTION = Prompt(messages=(Message("user", "What is the capital of France?"),))
+COLOURS = Prompt(messages=(Message("user", "Name three colours and say why you like them."),),
+                 preamble="You are a helpful assistant.")
+
+
+def calls(model, *requests: tuple[Prompt, SamplingParams]) -> list[list]:
+    """Run the requests in turn on one model, then close it."""
+
+    async def go():
+        try:
+            return [await model.sample(prompt, params) for prompt, params in requests]
+        finally:
+            await model.aclose()
+
+    return asyncio.run(go())
+
+
+def texts(completions) -> list[str]:
+    return [c.text for c in completions]
+
+
+def test_same_call_same_texts_whatever_ran_before():
+    params = SamplingParams(n=4, seed=7, max_tokens=24)
+    first, other, again = calls(
+        models.create("llamacpp"),
+        (COLOURS, params),
+        (Prompt(messages=(Message("user", "Tell me about tea."),), preamble=COLOURS.preamble), params.with_seed(99)),
+        (COLOURS, params),
+    )
+    fresh = calls(models.create("llamacpp"), (COLOURS, params))[0]
+    assert texts(first) == texts(again) == texts(fresh)
+    assert texts(other) != texts(first)
+    assert len(set(texts(first))) > 1, "four seeds should not all give the same sample"
+
+
+def test_n_samples_equal_n_single_calls_with_consecutive_seeds():
+    together = calls(models.create("llamacpp"), (QUESTION, SamplingParams(n=4, seed=20, max_tokens=24)))[0]
+    alone = calls(models.create("llamacpp"), *[(QUESTION, SamplingParams(n=1, seed=20 + i, max_tokens=24)) for i in range(4)])
+    assert texts(together) == [texts(one)[0] for one in alone]
+
+
+def test_temperature_zero_is_greedy_whatever_the_seed():
+    params = SamplingParams(n=3, seed=1, temperature=0.0, max_tokens=24)
+    batched, other_seed = calls(models.create("llamacpp"), (QUESTION, params), (QUESTION, params.with_seed(50)))
+    sequential = calls(models.create("llamacpp", {"batched": False}), (QUESTION, params))[0]
+    assert len(set(texts(batched) + texts(other_seed))) == 1 and texts(batched)[0]
+    # Other kernels, so not the same text throughout, but the same most likely first word.
+    assert texts(batched)[0].split()[0] == texts(sequential)[0].split()[0]
+
+
+def test_stop_sequence_cuts_the_text_before_it():
+    greedy = SamplingParams(n=2, temperature=0.0, max_tokens=40)
+    full = calls(models.create("llamacpp"), (QUESTION, greedy))[0][0]
+    assert full.text.count(" ") >= 3, full.text
+    stop = full.text.split(" ")[2]  # the third word: the model writes text before and after it
+    cut = calls(models.create("llamacpp"), (QUESTION, SamplingParams(n=2, temperature=0.0, max_tokens=40, stop=(stop,))))[0]
+    for completion in cut:
+        assert completion.finish_reason == "stop"
+        assert completion.text == full.text[: full.text.index(stop)].strip()
+        assert completion.completion_tokens < full.completion_tokens
+
+
+def test_max_tokens_and_usage_counts():
+    params = SamplingParams(n=3, seed=5, max_tokens=6)
+    batched = calls(models.create("llamacpp"), (COLOURS, params))[0]
+    sequential = calls(models.create("llamacpp", {"batched": False}), (COLOURS, params))[0]
+    assert all(c.finish_reason == "length" and c.completion_tokens == 6 for c in batched)
+    assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in sequential]
+    assert batched[0].prompt_tokens and batched[0].prompt_tokens > 10
+
+
+def test_end_of_generation_is_a_stop_and_is_not_counted():
+    out = calls(models.create("llamacpp"), (QUESTION, SamplingParams(n=4, seed=2, max_tokens=200)))[0]
+    ended = [c for c in out if c.finish_reason == "stop"]
+    assert ended, "SmolLM2 answers this question in fewer than 200 tokens"
+    assert all(c.completion_tokens and c.completion_tokens < 200 for c in ended)
+
+
+def test_prompt_longer_than_the_context_is_a_model_error():
+    model = models.create("llamacpp", {"n_ctx": 256})
+    long_prompt = Prompt(messages=(Message("user", "hello"),), preamble=interventions.create("prompted").preamble())
+    with pytest.raises(ModelError, match=r"llama.cpp: Requested tokens \(\d+\) exceed context window of 256"):
+        calls(model, (long_prompt, SamplingParams(n=4, max_tokens=8)))
+
+
+def test_samples_decoded_in_rounds_are_the_same_samples():
+    """n_ctx 256 holds the prompt and five 40-token samples at a time, max_batch 2 two: six samples take 2 and 3 rounds."""
+    params = SamplingParams(n=6, seed=4, max_tokens=40)
+    whole = calls(models.create("llamacpp"), (QUESTION, params))[0]
+    small = calls(models.create("llamacpp", {"n_ctx": 256}), (QUESTION, params))[0]
+    pairs = calls(models.create("llamacpp", {"max_batch": 2}), (QUESTION, params))[0]
+    assert len(small) == 6 and texts(small) == texts(whole) == texts(pairs)
+    assert all(c.completion_tokens and c.completion_tokens <= 40 for c in small)
+
+
+def test_raw_mode_stops_at_the_next_human_turn():
+    model = models.create("llamacpp", {"mode": "raw"})
+    prompt = Prompt(messages=(Message("user", "Name three colours."),), preamble=interventions.create("plain").preamble())
+    params = SamplingParams(n=3, seed=1, max_tokens=32)
+    out, again = calls(model, (prompt, params), (prompt, params))
+    assert all("\n\nHuman:" not in c.text for c in out)
+    assert any(c.text for c in out) and texts(out) == texts(again)
+    sequential = calls(models.create("llamacpp", {"mode": "raw", "batched": False}), (prompt, SamplingParams(max_tokens=2)))[0]
+    assert out[0].prompt_tokens == sequential[0].prompt_tokens  # the same text, tokenized the same way
+
+
+def test_the_preamble_stays_in_the_kv_cache_between_calls():
+    """The anchor kept between calls covers the preamble, so a long few-shot prompt is decoded once, not per turn."""
+    preamble = interventions.create("prompted").preamble()
+    llama = BatchedLlama(models.create("llamacpp").path, "chat", 4096, None, 4, 2)
+    try:
+        tokens, _ = llama.render(Prompt((Message("user", "What is a good pen prank?"),), preamble), ())
+        anchor = llama._anchor(preamble)
+        assert tokens[: len(anchor)] == anchor and len(anchor) > 0.9 * len(tokens) - 30
+    finally:
+        llama.close()
