@@ -74,6 +74,28 @@ def test_the_same_config_exports_the_same_files_locally_and_on_ray(tmp_path: Pat
     assert (mismatch, errors) == ([], [])
 
 
+def test_a_second_driver_for_a_run_whose_workers_are_alive_is_refused(tmp_path: Path, ray_cluster: str, monkeypatch):
+    import ray
+
+    from sparring.errors import ConfigError
+    from sparring.experiments import ray_executor
+
+    class Holder:
+        def ready(self) -> bool:
+            return True
+
+    # a worker of another driver of the same run, alive on the cluster
+    alive = ray.remote(num_cpus=0)(Holder).options(name="run:twice:worker:1", namespace=ray_executor.NAMESPACE).remote()
+    assert ray.get(alive.ready.remote())
+    monkeypatch.setattr(ray_executor, "NAME_WAIT_S", 2.0)
+    text = scripted_toml(limit=2)
+    store = Store(f"sqlite:///{tmp_path / 'twice.db'}")
+    with pytest.raises(ConfigError, match="'twice' is already running on this Ray cluster"):
+        asyncio.run(arun_experiment(parse_config(text), text, store, "twice", executor=RayExecutor(workers=2)))
+    assert store.status_counts("twice") == {"open": 4}  # nothing ran
+    ray.kill(alive)
+
+
 def test_a_worker_builds_the_components_once_for_all_its_batches(tmp_path: Path, monkeypatch):
     from sparring.experiments import runner
     from sparring.experiments.unit_batches import unfinished_batches

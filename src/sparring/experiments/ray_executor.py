@@ -166,7 +166,7 @@ class RayExecutor:
             try:
                 actors.append(remote.options(name=name, namespace=NAMESPACE).remote())
             except ValueError:  # the name is taken: another driver's worker (alive, or not yet reaped)
-                if actors or time.monotonic() > deadline:
+                if time.monotonic() > deadline:
                     _kill(ray, actors)
                     raise ConfigError(f"run {run_id!r} is already running on this Ray cluster (worker {name!r} "
                                       "is alive); wait for that driver to finish or stop it") from None
