@@ -12,6 +12,7 @@ from pathlib import Path
 BENCHMARKS = [
     "bench_engine_overhead.py", "bench_endpoint_concurrency.py", "bench_embedded_model.py", "bench_pm_throughput.py",
     "bench_report_scale.py", "bench_web_load.py", "bench_release.py", "bench_attackers.py",
+    "bench_executors.py",
 ]
 
 
