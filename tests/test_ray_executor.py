@@ -30,6 +30,8 @@ from sparring.experiments.runner import arun_experiment
 from sparring.store import Store
 
 RUN = "resumable"
+# slower than the local resume tests: a killed driver's workers go on for a second or two, and must not finish the plan
+DRIVER_KILLED = {**SLOW, "model_delay_s": 0.4}
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +252,7 @@ def _is_worker_of(proc: Path, session: int) -> bool:
 
 def test_sigkill_of_the_driver_on_a_local_cluster_then_rerun_finishes_exactly(tmp_path: Path, reference):
     config = tmp_path / "exp.toml"
-    config.write_text(scripted_toml(**SLOW))
+    config.write_text(scripted_toml(**DRIVER_KILLED))
     url = f"sqlite:///{tmp_path / 'run.db'}"
     command = sparring("run", str(config), "--db", url, "--run-id", RUN, "--executor", "ray", "--workers", "2")
     assert kill_driver_and_rerun(command, url) == reference
@@ -260,7 +262,7 @@ def test_sigkill_of_the_driver_on_a_local_cluster_then_rerun_finishes_exactly(tm
 def test_sigkill_of_a_driver_joined_by_address_then_rerun_finishes_exactly_on_postgres(
         tmp_path: Path, reference, ray_cluster: str, postgres_url: str):
     config = tmp_path / "exp.toml"
-    config.write_text(scripted_toml(**SLOW))
+    config.write_text(scripted_toml(**DRIVER_KILLED))
     command = sparring("run", str(config), "--db", postgres_url, "--run-id", RUN, "--executor", "ray",
                        "--address", ray_cluster)
     # the rerun waits until the cluster has reaped the killed driver's workers (their names are the run's lock)
