@@ -32,7 +32,7 @@ def run(
     db: DbOption = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Run id; default: derived from the config, so the same command resumes.")] = None,
     concurrency: Annotated[int | None, typer.Option(min=1, help="Conversations in flight (overrides the config); per worker with --executor ray.")] = None,
-    executor: Annotated[ExecutorKind, typer.Option(help="Where conversations run: this process, or Ray workers (pip install 'sparring[ray]').")] = ExecutorKind.local,
+    executor: Annotated[ExecutorKind, typer.Option(help="Where conversations run: this process, or Ray workers (needs the optional ray extra of sparring).")] = ExecutorKind.local,
     address: Annotated[str | None, typer.Option(help="With --executor ray: the cluster to join (e.g. HEAD:6379); default: a local cluster. Needs PostgreSQL.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="With --executor ray: worker actors (default: one per CPU of the cluster).")] = None,
 ) -> None:
