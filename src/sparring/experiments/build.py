@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,16 +142,19 @@ def unit_id(run_id: str, key: str) -> str:
     return hashlib.blake2b(f"{run_id}\x00{key}".encode(), digest_size=16).hexdigest()
 
 
-def plan_units(run_id: str, config: ExperimentConfig, components: Components) -> list[WorkUnit]:
-    units = []
+def iter_units(run_id: str, config: ExperimentConfig, components: Components) -> Iterator[WorkUnit]:
+    """The plan one unit at a time, so a driver that only registers it holds no unit per conversation."""
     items = {name: attack.items() for name, attack in components.attacks.items()}
     for target in components.targets:
         for name, attack in components.attacks.items():
             for item in items[name]:
                 for repetition in range(config.repetitions):
                     key = f"{target.name}|{name}|{item.id}|{repetition}"
-                    units.append(WorkUnit(unit_id(run_id, key), target, name, attack, item, repetition))
-    return units
+                    yield WorkUnit(unit_id(run_id, key), target, name, attack, item, repetition)
+
+
+def plan_units(run_id: str, config: ExperimentConfig, components: Components) -> list[WorkUnit]:
+    return list(iter_units(run_id, config, components))
 
 
 def turn_seed(run_seed: int, unit: WorkUnit, turn_index: int) -> int:

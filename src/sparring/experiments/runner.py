@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from sparring.errors import ConfigError
-from sparring.experiments.build import Components, build_components, plan_units
+from sparring.experiments.build import Components, WorkUnit, build_components, iter_units, plan_units
 from sparring.experiments.config import ExperimentConfig
 from sparring.experiments.engine import Engine, RunOutcome
 from sparring.store.repository import Store, UnitRecord
@@ -39,24 +39,38 @@ async def arun_experiment(
     try:
         _use_judge(components)
         await asyncio.to_thread(_give_history, store, run_id, components)
-        units = plan_units(run_id, config, components)
-        records = [UnitRecord(u.id, u.target.name, u.attack_name, u.item.id, u.repetition,
-                              u.item.task_description, u.attack_name) for u in units]
+        # The local engine keeps its units; a distributed executor streams the plan from the store, so its
+        # driver registers the plan as it is generated and holds nothing per conversation.
+        units = plan_units(run_id, config, components) if executor is None else None
+        planned = _Counted(units if units is not None else iter_units(run_id, config, components))
         targets = [{"name": t.name, "size": t.size, "model_type": t.model_type, "spec": t.describe()}
                    for t in components.targets]
         resumed = await asyncio.to_thread(store.open_run, run_id, config.fingerprint(), config_toml,
-                                          components.describe(), targets, records)
+                                          components.describe(), targets, planned.records())
         if components.history:  # the stored snapshot decides, also when another process created the run first
             await asyncio.to_thread(_use_stored_history, store, run_id, components)
         if on_plan:
-            on_plan(run_id, len(units))
-        if executor is not None:
-            del units, records  # the plan is in the store: a distributed executor streams it from there
+            on_plan(run_id, planned.count)
+        if units is None:
+            assert executor is not None
             return await executor.execute(config, store, run_id, resumed, on_progress)
         engine = Engine(config, components, store, run_id)
         return await engine.execute(units, resumed, on_progress)
     finally:
         await components.aclose()
+
+
+class _Counted:
+    """The plan's store records, counted as the store reads them."""
+
+    def __init__(self, units: Iterable[WorkUnit]) -> None:
+        self.units, self.count = units, 0
+
+    def records(self) -> Iterator[UnitRecord]:
+        for u in self.units:
+            self.count += 1
+            yield UnitRecord(u.id, u.target.name, u.attack_name, u.item.id, u.repetition,
+                             u.item.task_description, u.attack_name)
 
 
 def worker_components(config: ExperimentConfig, store: Store, run_id: str) -> Components:

@@ -8,16 +8,15 @@ conversation continues from them).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, select, tuple_
+from sqlalchemy import select, tuple_
 
 from sparring.conversation import Conversation
-from sparring.store.repository import Store, _rebuild_turns
-from sparring.store.schema import ConversationRow, PairRow, ScoreRow, UtteranceRow
+from sparring.store.repository import Store
+from sparring.store.schema import ConversationRow
 
 UNFINISHED = ("open", "error")
 
@@ -62,24 +61,6 @@ def unfinished_batches(store: Store, run_id: str, size: int, page: int = 1000) -
         yield batch
 
 
-def stored_conversations(store: Store, ids: Sequence[str]) -> dict[str, Conversation]:
+def stored_conversations(store: Store, run_id: str, ids: Sequence[str]) -> dict[str, Conversation]:
     """The turns already stored for these conversations (empty for fresh ones), with their scores and pairs."""
-    with store.engine.connect() as conn:
-        rows = list(conn.execute(select(ConversationRow.id, ConversationRow.task_description, ConversationRow.target)
-                                 .where(ConversationRow.id.in_(ids))))
-        utterances: dict[str, list[Row[Any]]] = defaultdict(list)
-        scores: dict[tuple[str, int, int], list[Row[Any]]] = defaultdict(list)
-        compared: dict[tuple[str, int], list[int]] = defaultdict(list)
-        for u in conn.execute(select(UtteranceRow).where(UtteranceRow.conversation_id.in_(ids))
-                              .order_by(UtteranceRow.turn_index, UtteranceRow.sample_index)):
-            utterances[u.conversation_id].append(u)
-        for s in conn.execute(select(ScoreRow).where(ScoreRow.conversation_id.in_(ids))):
-            scores[(s.conversation_id, s.turn_index, s.sample_index)].append(s)
-        for p in conn.execute(select(PairRow.conversation_id, PairRow.turn_index, PairRow.chosen_sample)
-                              .where(PairRow.conversation_id.in_(ids))):
-            compared[(p.conversation_id, p.turn_index)].append(p.chosen_sample)
-    return {
-        row.id: Conversation(task_description=row.task_description, target=row.target,
-                             turns=_rebuild_turns(row.id, utterances[row.id], scores, compared))
-        for row in rows
-    }
+    return {stored.unit.id: stored.conversation for stored in store.conversations(run_id, ids=ids)}

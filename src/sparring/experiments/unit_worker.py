@@ -67,7 +67,7 @@ class UnitWorker:
             self._writer = await StoreWriter(self.store).__aenter__()
         limit, writer = self._limit, self._writer
         assert limit is not None
-        stored = await asyncio.to_thread(stored_conversations, self.store, [ref.id for ref in refs])
+        stored = await asyncio.to_thread(stored_conversations, self.store, self.run_id, [ref.id for ref in refs])
         results: list[bool] = []
 
         async def guarded(unit: WorkUnit) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Engine, Row, Table, bindparam, func, insert, select, update
 
@@ -41,6 +42,8 @@ SCORES = _table(ScoreRow)
 PAIRS = _table(PairRow)
 TRANSCRIPT_SCORES = _table(TranscriptScoreRow)
 CONVERSATIONS = _table(ConversationRow)
+_T = TypeVar("_T")
+_PLAN_CHUNK = 2000  # conversations registered per INSERT (and per known-id lookup on a resume)
 _SET_PROGRESS = (
     CONVERSATIONS.update().where(CONVERSATIONS.c.id == bindparam("cid"))
     .values(n_turns=bindparam("n"), status="open", error=None)
@@ -121,12 +124,14 @@ class Store:
         config_toml: str,
         components: dict[str, Any],
         targets: Sequence[dict[str, Any]],
-        units: Sequence[UnitRecord],
+        units: Iterable[UnitRecord],
     ) -> bool:
         """Create the run and its plan, or check that an existing run has the same config.
 
         Returns True when the run already existed (a resume). Units missing from
-        an existing plan are added; existing ones are never touched.
+        an existing plan are added; existing ones are never touched. ``units`` is
+        read a chunk at a time inside one transaction, so a plan of millions is
+        registered whole or not at all, without being held in memory.
         """
         with self.engine.begin() as conn:
             row = conn.execute(select(RunRow.config_hash).where(RunRow.id == run_id)).first()
@@ -142,12 +147,14 @@ class Store:
                     status="running", created_at=now(), updated_at=now(),
                 ))
                 conn.execute(insert(TargetRow), [{"run_id": run_id, **t} for t in targets])
-            known = set(conn.scalars(select(ConversationRow.id).where(ConversationRow.run_id == run_id)))
-            fresh = [u for u in units if u.id not in known]
-            if fresh:
-                conn.execute(insert(ConversationRow), [
-                    {**u.__dict__, "run_id": run_id, "status": "open", "n_turns": 0} for u in fresh
-                ])
+            for chunk in _chunks(units, _PLAN_CHUNK):
+                known = set(conn.scalars(select(ConversationRow.id).where(
+                    ConversationRow.id.in_([u.id for u in chunk])))) if existed else set()
+                fresh = [u for u in chunk if u.id not in known]
+                if fresh:
+                    conn.execute(insert(ConversationRow), [
+                        {**u.__dict__, "run_id": run_id, "status": "open", "n_turns": 0} for u in fresh
+                    ])
             if existed:
                 conn.execute(update(RunRow).where(RunRow.id == run_id).values(status="running", updated_at=now()))
         return existed
@@ -219,12 +226,15 @@ class Store:
                 conn.execute(_SET_ERROR, [{"cid": e.conversation_id, "message": e.message[:2000]} for e in errors])
 
     # -- reads ------------------------------------------------------------------------------
-    def conversations(self, run_id: str, statuses: Sequence[str] | None = None) -> list[StoredConversation]:
-        """Conversations of a run with their turns, samples and scores, in plan order."""
+    def conversations(self, run_id: str, statuses: Sequence[str] | None = None,
+                      ids: Sequence[str] | None = None) -> list[StoredConversation]:
+        """Conversations of a run (only ``ids``, if given) with their turns, samples and scores, in plan order."""
         with self.engine.connect() as conn:
             query = select(ConversationRow).where(ConversationRow.run_id == run_id)
             if statuses:
                 query = query.where(ConversationRow.status.in_(statuses))
+            if ids is not None:
+                query = query.where(ConversationRow.id.in_(ids))
             rows = list(conn.execute(query.order_by(ConversationRow.target, ConversationRow.attack,
                                                     ConversationRow.item_id, ConversationRow.repetition)))
             ids = [r.id for r in rows]
@@ -331,6 +341,8 @@ def _rebuild_turns(cid: str, rows: list[Row[Any]], scores: dict[tuple[str, int, 
     return turns
 
 
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def _chunks(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """Consecutive lists of at most ``size`` items, read lazily (``itertools.batched`` needs Python 3.12)."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
