@@ -1,10 +1,14 @@
+from collections.abc import Iterator
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 
-from sparring.store import Store, default_database_path
+from sparring.store import Store, default_database_path, repository
 from sparring.store.database import alembic_config
+from sparring.store.repository import FinishWrite, UnitRecord
 from sparring.store.schema import Base
 
 
@@ -39,3 +43,38 @@ def test_postgres_schema_matches_too(postgres_url):
     store = Store(postgres_url)
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def _plan(count: int, read: list[int], fail_at: int | None = None) -> Iterator[UnitRecord]:
+    for index in range(count):
+        if index == fail_at:
+            raise RuntimeError("the plan broke mid-way")
+        read.append(index)
+        yield UnitRecord(f"c{index:03d}", "t", "a", f"item{index}", 0, "goal", "a")
+
+
+def test_a_plan_is_registered_lazily_in_chunks_whole_or_not_at_all(sqlite_url, monkeypatch):
+    monkeypatch.setattr(repository, "_PLAN_CHUNK", 3)
+    store = Store(sqlite_url)
+    target = [{"name": "t", "size": "1M", "model_type": "plain lm", "spec": {}}]
+    with pytest.raises(RuntimeError):  # one transaction: a plan that fails half-way registers nothing
+        store.open_run("r", "hash", "", {}, target, _plan(10, [], fail_at=7))
+    assert store.run_ids() == []
+
+    inserts: list[int] = []  # rows in each INSERT of planned conversations
+
+    def count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.startswith("INSERT INTO conversations"):
+            inserts.append(len(parameters) if executemany else 1)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    read: list[int] = []
+    assert store.open_run("r", "hash", "", {}, target, _plan(10, read)) is False
+    assert read == list(range(10)) and inserts == [3, 3, 3, 1]  # the plan is read and written a chunk at a time
+    store.set_status("r", "finished")
+    store.apply([FinishWrite("c004", 0)])
+    # a resume with a longer plan adds the missing units and leaves the known ones as they are
+    assert store.open_run("r", "hash", "", {}, target, _plan(12, [])) is True
+    conversations = {c.unit.id: c.status for c in store.conversations("r")}
+    assert len(conversations) == 12 and conversations["c004"] == "finished"
+    assert [c.unit.id for c in store.conversations("r", ids=["c003", "c001"])] == ["c001", "c003"]
