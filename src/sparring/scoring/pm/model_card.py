@@ -67,9 +67,9 @@ def _recipe_search(search: list[dict[str, Any]]) -> list[str]:
         return []
     names = list(search[0]["auroc"])
     lines = ["## Recipes compared", "",
-             "Leave-one-source-out AUROC of the recipes tried before this one was chosen: by the mean over held-out "
+             "Leave-one-source-out AUROC of the recipes compared with this one (it was chosen by the mean over held-out "
              "sources, a difference under 0.005 counting as a tie, ties broken by held-out hh-rlhf pairwise "
-             "accuracy. Each row is one leave-one-source-out run of this code at the time, unless it says "
+             "accuracy). Each row is one leave-one-source-out run of this code at the time, unless it says "
              "otherwise; exploratory rows fit a logistic regression on embeddings computed once (no pairs). "
              "The shipped recipe's own table is above.", "",
              "| recipe | " + " | ".join(names) + " | mean | pairs |", "|---|" + "---|" * (len(names) + 2)]
@@ -78,6 +78,14 @@ def _recipe_search(search: list[dict[str, Any]]) -> list[str]:
         lines.append(f"| {entry['recipe']} | " + " | ".join(f"{v:.3f}" for v in values)
                      + f" | {sum(values) / len(values):.3f} | {cell(entry.get('pairs', math.nan))} |")
     return [*lines, ""]
+
+
+def _frozen_ceiling(weak: list[str]) -> str:
+    """Why more head tuning will not lift the weak sources (see *Recipes compared*)."""
+    return (f"- On {', '.join(weak)}, every head and pooling compared on the frozen encoder stays below the floor "
+            "(see *Recipes compared*: a linear or two-layer head, mean or max pooling, one layer or several). Those "
+            "features are the ceiling; lifting these sources needs the encoder fine-tuned end to end (too slow for "
+            "leave-one-source-out on 2 CPU cores) or a larger encoder.")
 
 
 def _quantisation(meta: dict[str, Any]) -> str:
@@ -178,6 +186,7 @@ def render(meta: dict[str, Any], threshold: float, alternatives: dict[str, dict[
         "(0.649); the 0.65 we aim for is not met. Ranking two replies in one red-team dialogue is subtler than "
         "telling harmful from harmless, and more pair weight cost AUROC on most held-out sources.",
         "- JailbreakBench labels come from an automated judge (GPT-4), not people.",
+        *([_frozen_ceiling(weak)] if frozen and weak else []),
         _quantisation(meta),
         "",
         "## Reproduce",
