@@ -6,9 +6,11 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect
 
+from sparring.conversation import Conversation
+from sparring.errors import ConflictError
 from sparring.store import Store, default_database_path, repository
 from sparring.store.database import alembic_config
-from sparring.store.repository import FinishWrite, UnitRecord
+from sparring.store.repository import FinishWrite, TurnWrite, UnitRecord
 from sparring.store.schema import Base
 
 
@@ -78,3 +80,16 @@ def test_a_plan_is_registered_lazily_in_chunks_whole_or_not_at_all(sqlite_url, m
     conversations = {c.unit.id: c.status for c in store.conversations("r")}
     assert len(conversations) == 12 and conversations["c004"] == "finished"
     assert [c.unit.id for c in store.conversations("r", ids=["c003", "c001"])] == ["c001", "c003"]
+
+
+def test_a_second_writer_of_the_same_turns_gets_a_conflict_naming_the_conversation_and_nothing_is_kept(sqlite_url):
+    store = Store(sqlite_url)
+    store.open_run("r", "hash", "", {}, [{"name": "t", "size": "1M", "model_type": "plain lm", "spec": {}}],
+                   list(_plan(2, [])))
+    conversation = Conversation()
+    conversation.add_human("hello")
+    turn = TurnWrite("c001", list(enumerate(conversation.turns)))
+    store.apply([turn])
+    with pytest.raises(ConflictError, match=r"conversation c001 was written by another process.*run the command again"):
+        store.apply([FinishWrite("c000", 1), turn])  # one transaction: c000's finish is not kept either
+    assert {c.unit.id: c.status for c in store.conversations("r")} == {"c000": "open", "c001": "open"}

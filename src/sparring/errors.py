@@ -23,6 +23,10 @@ class ModelError(SparringError):
     """A model backend failed to produce a response (after its own retries)."""
 
 
+class ConflictError(SparringError):
+    """Another process wrote the same record at the same time; nothing of this write was kept."""
+
+
 class OutputError(SparringError):
     """An output file or directory cannot be written; the message names it and the system's reason."""
 

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Engine, Row, Table, bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from sparring.conversation import Conversation, Role, Sample, Turn
-from sparring.errors import ConfigError
+from sparring.errors import ConfigError, ConflictError
 from sparring.redaction import redact_database_url
 from sparring.store.database import connect
 from sparring.store.schema import (
@@ -208,6 +209,28 @@ class Store:
                 finishes.append(write)
             else:
                 errors.append(write)
+        try:
+            self._apply(utterances, scores, pairs, progress, finishes, errors)
+        except IntegrityError:
+            # every turn is keyed: a second writer of the same conversation collides instead of duplicating it
+            named = self._written_already(utterances) or sorted(
+                {*progress, *(f.conversation_id for f in finishes), *(e.conversation_id for e in errors)})
+            raise ConflictError(
+                f"conversation {named[0]}{f' (and {len(named) - 1} more)' if len(named) > 1 else ''} was written by "
+                "another process at the same time, so this batch was not saved: two `sparring run` of one run, or a "
+                "killed run's Ray workers still finishing (they stop within seconds). Wait for the other process, "
+                "then run the command again: it resumes from what was saved") from None
+
+    def _written_already(self, utterances: list[dict[str, Any]]) -> list[str]:
+        """The conversations whose turns in ``utterances`` another writer has stored meanwhile."""
+        wanted = {(u["conversation_id"], u["turn_index"], u["sample_index"]) for u in utterances}
+        with self.engine.connect() as conn:
+            stored = conn.execute(select(UtteranceRow.conversation_id, UtteranceRow.turn_index, UtteranceRow.sample_index)
+                                  .where(UtteranceRow.conversation_id.in_({cid for cid, _, _ in wanted})))
+            return sorted({row.conversation_id for row in stored if tuple(row) in wanted})
+
+    def _apply(self, utterances: list[dict[str, Any]], scores: list[dict[str, Any]], pairs: list[dict[str, Any]],
+               progress: dict[str, int], finishes: list[FinishWrite], errors: list[ErrorWrite]) -> None:
         with self.engine.begin() as conn:
             for table, rows in ((UTTERANCES, utterances), (SCORES, scores), (PAIRS, pairs)):
                 if rows:
