@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from sparring.attacks.base import HumanTurn
 from sparring.attacks.converters import ConverterSpend
@@ -72,7 +73,7 @@ class Engine:
         async with StoreWriter(self.store) as writer:
             tasks = [asyncio.ensure_future(guarded(u)) for u in todo]
             work = asyncio.gather(*tasks)
-            installed = _install_sigint(loop, work)
+            installed = install_sigint(loop, work)
             try:
                 await work
             except asyncio.CancelledError:
@@ -155,7 +156,7 @@ class Engine:
             return False
 
 
-def _install_sigint(loop: asyncio.AbstractEventLoop, work: asyncio.Future[list[None]]) -> bool:
+def install_sigint(loop: asyncio.AbstractEventLoop, work: asyncio.Future[Any]) -> bool:
     """First Ctrl-C cancels the work (committed turns stay); a second one falls back to the default."""
 
     def stop() -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 from sparring.errors import ConfigError
 from sparring.experiments.config import ExperimentConfig
-from sparring.experiments.engine import RunOutcome
+from sparring.experiments.engine import RunOutcome, install_sigint
 from sparring.experiments.unit_batches import UnitRef, unfinished_batches
 from sparring.experiments.unit_worker import BatchResult, UnitWorker
 from sparring.redaction import redact_database_url
@@ -134,7 +134,7 @@ class RayExecutor:
         self.startup_s = time.perf_counter() - started
         loop = asyncio.get_running_loop()
         work = asyncio.ensure_future(self._dispatch(ray, actors, store, run_id, outcome, config, on_progress))
-        installed = _install_sigint(loop, work)
+        installed = install_sigint(loop, work)
         try:
             await work
             outcome.turns_written = sum(await asyncio.gather(*(_awaitable(a.close.remote()) for a in actors)))
@@ -236,16 +236,3 @@ def _kill(ray: ModuleType, actors: list[Any]) -> None:
         except Exception:  # noqa: BLE001 — already dead: nothing to stop
             pass
 
-
-def _install_sigint(loop: asyncio.AbstractEventLoop, work: asyncio.Future[None]) -> bool:
-    """First Ctrl-C stops the run (committed turns stay); a second one falls back to the default."""
-
-    def stop() -> None:
-        work.cancel()
-        loop.remove_signal_handler(signal.SIGINT)
-
-    try:
-        loop.add_signal_handler(signal.SIGINT, stop)
-        return True
-    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signal support
-        return False
