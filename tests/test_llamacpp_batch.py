@@ -52,10 +52,15 @@ def test_same_call_same_texts_whatever_ran_before():
     assert len(set(texts(first))) > 1, "four seeds should not all give the same sample"
 
 
-def test_n_samples_equal_n_single_calls_with_consecutive_seeds():
+def test_n_samples_equal_n_single_batched_calls_with_consecutive_seeds():
+    """Through the batched engine itself: the model sends n = 1 calls down the sequential path."""
     together = calls(models.create("llamacpp"), (QUESTION, SamplingParams(n=4, seed=20, max_tokens=24)))[0]
-    alone = calls(models.create("llamacpp"), *[(QUESTION, SamplingParams(n=1, seed=20 + i, max_tokens=24)) for i in range(4)])
-    assert texts(together) == [texts(one)[0] for one in alone]
+    llama = BatchedLlama(models.create("llamacpp").path, "chat", 4096, None, 16, 4)
+    try:
+        alone = [llama.sample(QUESTION, SamplingParams(n=1, seed=20 + i, max_tokens=24))[0] for i in range(4)]
+    finally:
+        llama.close()
+    assert texts(together) == texts(alone)
 
 
 def test_temperature_zero_is_greedy_whatever_the_seed():
