@@ -45,7 +45,7 @@ def test_embedded_model_ships_in_the_wheel():
 
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "sequential"])
 def test_chat_mode_samples_n_responses_with_n_seeds(batched):
-    out = sample(models.create("llamacpp", {"batched": batched}), n=2, seed=11, max_tokens=24)
+    out = sample(models.create("llamacpp", {"batched": batched, "batched_from": 2}), n=2, seed=11, max_tokens=24)
     assert len(out) == 2
     assert all(c.text and c.completion_tokens and c.finish_reason in ("stop", "length") for c in out)
 
@@ -58,7 +58,7 @@ def test_same_seed_same_text_from_the_same_state():
 
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "sequential"])
 def test_raw_mode_is_a_plain_lm_that_stops_at_the_next_human_turn(batched):
-    model = models.create("llamacpp", {"mode": "raw", "batched": batched})
+    model = models.create("llamacpp", {"mode": "raw", "batched": batched, "batched_from": 2})
     prompt = Prompt(messages=(Message("user", "Name three colours."),),
                     preamble=interventions.create("plain").preamble())
     out = sample(model, prompt, n=2, seed=1, max_tokens=48)
@@ -68,7 +68,7 @@ def test_raw_mode_is_a_plain_lm_that_stops_at_the_next_human_turn(batched):
 
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "sequential"])
 def test_prompt_longer_than_the_context_is_a_model_error(batched):
-    model = models.create("llamacpp", {"n_ctx": 256, "batched": batched})
+    model = models.create("llamacpp", {"n_ctx": 256, "batched": batched, "batched_from": 2})
     long_prompt = Prompt(messages=(Message("user", "hello"),), preamble=interventions.create("prompted").preamble())
     with pytest.raises(ModelError, match="llama.cpp"):
         sample(model, long_prompt, n=1, max_tokens=8)

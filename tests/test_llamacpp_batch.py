@@ -22,6 +22,11 @@ COLOURS = Prompt(messages=(Message("user", "Name three colours and say why you l
                  preamble="You are a helpful assistant.")
 
 
+def batched(config=None):
+    """The embedded model, batched from two samples on (the default starts at four, where batching pays)."""
+    return models.create("llamacpp", {"batched_from": 2, **(config or {})})
+
+
 def calls(model, *requests: tuple[Prompt, SamplingParams]) -> list[list]:
     """Run the requests in turn on one model, then close it."""
 
@@ -41,20 +46,20 @@ def texts(completions) -> list[str]:
 def test_same_call_same_texts_whatever_ran_before():
     params = SamplingParams(n=4, seed=7, max_tokens=24)
     first, other, again = calls(
-        models.create("llamacpp"),
+        batched(),
         (COLOURS, params),
         (Prompt(messages=(Message("user", "Tell me about tea."),), preamble=COLOURS.preamble), params.with_seed(99)),
         (COLOURS, params),
     )
-    fresh = calls(models.create("llamacpp"), (COLOURS, params))[0]
+    fresh = calls(batched(), (COLOURS, params))[0]
     assert texts(first) == texts(again) == texts(fresh)
     assert texts(other) != texts(first)
     assert len(set(texts(first))) > 1, "four seeds should not all give the same sample"
 
 
 def test_n_samples_equal_n_single_batched_calls_with_consecutive_seeds():
-    """Through the batched engine itself: the model sends n = 1 calls down the sequential path."""
-    together = calls(models.create("llamacpp"), (QUESTION, SamplingParams(n=4, seed=20, max_tokens=24)))[0]
+    """Through the batched engine itself: the model sends small calls down the sequential path."""
+    together = calls(batched(), (QUESTION, SamplingParams(n=4, seed=20, max_tokens=24)))[0]
     llama = BatchedLlama(models.create("llamacpp").path, "chat", 4096, None, 16, 4)
     try:
         alone = [llama.sample(QUESTION, SamplingParams(n=1, seed=20 + i, max_tokens=24))[0] for i in range(4)]
@@ -65,19 +70,19 @@ def test_n_samples_equal_n_single_batched_calls_with_consecutive_seeds():
 
 def test_temperature_zero_is_greedy_whatever_the_seed():
     params = SamplingParams(n=3, seed=1, temperature=0.0, max_tokens=24)
-    batched, other_seed = calls(models.create("llamacpp"), (QUESTION, params), (QUESTION, params.with_seed(50)))
-    sequential = calls(models.create("llamacpp", {"batched": False}), (QUESTION, params))[0]
-    assert len(set(texts(batched) + texts(other_seed))) == 1 and texts(batched)[0]
+    greedy, other_seed = calls(batched(), (QUESTION, params), (QUESTION, params.with_seed(50)))
+    sequential = calls(batched({"batched": False}), (QUESTION, params))[0]
+    assert len(set(texts(greedy) + texts(other_seed))) == 1 and texts(greedy)[0]
     # Other kernels, so not the same text throughout, but the same most likely first word.
-    assert texts(batched)[0].split()[0] == texts(sequential)[0].split()[0]
+    assert texts(greedy)[0].split()[0] == texts(sequential)[0].split()[0]
 
 
 def test_stop_sequence_cuts_the_text_before_it():
     greedy = SamplingParams(n=2, temperature=0.0, max_tokens=40)
-    full = calls(models.create("llamacpp"), (QUESTION, greedy))[0][0]
+    full = calls(batched(), (QUESTION, greedy))[0][0]
     assert full.text.count(" ") >= 3, full.text
     stop = full.text.split(" ")[2]  # the third word: the model writes text before and after it
-    cut = calls(models.create("llamacpp"), (QUESTION, SamplingParams(n=2, temperature=0.0, max_tokens=40, stop=(stop,))))[0]
+    cut = calls(batched(), (QUESTION, SamplingParams(n=2, temperature=0.0, max_tokens=40, stop=(stop,))))[0]
     for completion in cut:
         assert completion.finish_reason == "stop"
         assert completion.text == full.text[: full.text.index(stop)].strip()
@@ -86,22 +91,22 @@ def test_stop_sequence_cuts_the_text_before_it():
 
 def test_max_tokens_and_usage_counts():
     params = SamplingParams(n=3, seed=5, max_tokens=6)
-    batched = calls(models.create("llamacpp"), (COLOURS, params))[0]
-    sequential = calls(models.create("llamacpp", {"batched": False}), (COLOURS, params))[0]
-    assert all(c.finish_reason == "length" and c.completion_tokens == 6 for c in batched)
-    assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in sequential]
-    assert batched[0].prompt_tokens and batched[0].prompt_tokens > 10
+    together = calls(batched(), (COLOURS, params))[0]
+    sequential = calls(batched({"batched": False}), (COLOURS, params))[0]
+    assert all(c.finish_reason == "length" and c.completion_tokens == 6 for c in together)
+    assert [c.prompt_tokens for c in together] == [c.prompt_tokens for c in sequential]
+    assert together[0].prompt_tokens and together[0].prompt_tokens > 10
 
 
 def test_end_of_generation_is_a_stop_and_is_not_counted():
-    out = calls(models.create("llamacpp"), (QUESTION, SamplingParams(n=4, seed=2, max_tokens=200)))[0]
+    out = calls(batched(), (QUESTION, SamplingParams(n=4, seed=2, max_tokens=200)))[0]
     ended = [c for c in out if c.finish_reason == "stop"]
     assert ended, "SmolLM2 answers this question in fewer than 200 tokens"
     assert all(c.completion_tokens and c.completion_tokens < 200 for c in ended)
 
 
 def test_prompt_longer_than_the_context_is_a_model_error():
-    model = models.create("llamacpp", {"n_ctx": 256})
+    model = batched({"n_ctx": 256})
     long_prompt = Prompt(messages=(Message("user", "hello"),), preamble=interventions.create("prompted").preamble())
     with pytest.raises(ModelError, match=r"llama.cpp: Requested tokens \(\d+\) exceed context window of 256"):
         calls(model, (long_prompt, SamplingParams(n=4, max_tokens=8)))
@@ -110,21 +115,21 @@ def test_prompt_longer_than_the_context_is_a_model_error():
 def test_samples_decoded_in_rounds_are_the_same_samples():
     """n_ctx 256 holds the prompt and five 40-token samples at a time, max_batch 2 two: six samples take 2 and 3 rounds."""
     params = SamplingParams(n=6, seed=4, max_tokens=40)
-    whole = calls(models.create("llamacpp"), (QUESTION, params))[0]
-    small = calls(models.create("llamacpp", {"n_ctx": 256}), (QUESTION, params))[0]
-    pairs = calls(models.create("llamacpp", {"max_batch": 2}), (QUESTION, params))[0]
+    whole = calls(batched(), (QUESTION, params))[0]
+    small = calls(batched({"n_ctx": 256}), (QUESTION, params))[0]
+    pairs = calls(batched({"max_batch": 2}), (QUESTION, params))[0]
     assert len(small) == 6 and texts(small) == texts(whole) == texts(pairs)
     assert all(c.completion_tokens and c.completion_tokens <= 40 for c in small)
 
 
 def test_raw_mode_stops_at_the_next_human_turn():
-    model = models.create("llamacpp", {"mode": "raw"})
+    model = batched({"mode": "raw"})
     prompt = Prompt(messages=(Message("user", "Name three colours."),), preamble=interventions.create("plain").preamble())
     params = SamplingParams(n=3, seed=1, max_tokens=32)
     out, again = calls(model, (prompt, params), (prompt, params))
     assert all("\n\nHuman:" not in c.text for c in out)
     assert any(c.text for c in out) and texts(out) == texts(again)
-    sequential = calls(models.create("llamacpp", {"mode": "raw", "batched": False}), (prompt, SamplingParams(max_tokens=2)))[0]
+    sequential = calls(batched({"mode": "raw", "batched": False}), (prompt, SamplingParams(max_tokens=2)))[0]
     assert out[0].prompt_tokens == sequential[0].prompt_tokens  # the same text, tokenized the same way
 
 
@@ -138,3 +143,19 @@ def test_the_preamble_stays_in_the_kv_cache_between_calls():
         assert tokens[: len(anchor)] == anchor and len(anchor) > 0.9 * len(tokens) - 30
     finally:
         llama.close()
+
+
+def test_by_default_calls_for_four_samples_or_more_are_batched():
+    model = models.create("llamacpp")
+    used = []
+
+    async def go():
+        try:
+            for n in (3, 4):
+                await model.sample(QUESTION, SamplingParams(n=n, max_tokens=4))
+                used.append((len(model._contexts), len(model._batched._contexts)))
+        finally:
+            await model.aclose()
+
+    asyncio.run(go())
+    assert used == [(1, 0), (1, 1)]  # n=3: a sequential context only; n=4: a batch context as well

@@ -4,10 +4,11 @@ Two modes: ``chat`` applies the model's own chat template; ``raw`` renders the
 paper's Human/Assistant text and stops at the next ``\\n\\nHuman:`` (for base
 models such as Gemma 3 270M, used as a plain LM). N samples are N seeds.
 
-By default (``batched = true``) the N > 1 samples of a call are decoded side by
-side in one llama.cpp batch sharing the prompt's KV cache (``llamacpp_batch``);
-``batched = false``, and every call for one sample, keep one ``create_completion``
-per sample, in turn (one-token batches: the fastest way to decode a lone sample).
+By default (``batched = true``) a call for ``batched_from`` (4) samples or more is
+decoded side by side in one llama.cpp batch sharing the prompt's KV cache
+(``llamacpp_batch``); ``batched = false``, and smaller calls, keep one
+``create_completion`` per sample, in turn: for one to three samples that is as
+fast or faster (measured in ``benchmarks/bench_batched_decoding.py``).
 """
 
 from __future__ import annotations
@@ -57,9 +58,10 @@ class LlamaCppConfig(BaseModel):
     contexts: int = Field(4, ge=1, description="KV caches kept, one per distinct prompt preamble")
     batched: bool = Field(
         True,
-        description="decode the n > 1 samples of a call side by side in one llama.cpp batch; false: one llama.cpp "
-        "call per sample, in turn (same sampler and seeds, other kernels: the texts differ); n = 1 is always one call",
+        description="decode the samples of a call side by side in one llama.cpp batch (calls for batched_from samples "
+        "or more); false: one llama.cpp call per sample, in turn (same sampler and seeds, other kernels: the texts differ)",
     )
+    batched_from: int = Field(4, ge=1, description="calls for fewer samples than this take one llama.cpp call per sample")
     max_batch: int = Field(16, ge=1, le=254, description="samples decoded side by side at most (batched only)")
 
 
@@ -100,7 +102,7 @@ class LlamaCppModel(Model):
 
     def _sample_blocking(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
         try:
-            if self.config.batched and params.n > 1:
+            if self.config.batched and params.n >= self.config.batched_from:
                 return self._batched.sample(prompt, params)
             llama = self._context(prompt.preamble)
             return [self._one(llama, prompt, params, params.seed + i) for i in range(params.n)]
