@@ -5,7 +5,9 @@ SmolLM2 model while every llama call it makes is recorded; then the same calls
 (same prompts, seeds, sampling settings, so the same tokens) are replayed on a
 fresh ``llama_cpp.Llama`` in the same order. Ratio = experiment tokens/s over
 direct tokens/s (goal >= 0.9). Both sides run ``--repeats`` times, alternating,
-and the best of each is compared (this machine is noisy).
+and the best of each is compared (this machine is noisy). The model runs with
+``batched = false`` (one llama call per sample, as replayed); batched decoding
+against it is ``bench_batched_decoding.py``.
 
     python benchmarks/bench_embedded_model.py [--items 4] [--max-tokens 32] [--repeats 2]
 """
@@ -39,6 +41,7 @@ name = "smollm2"
 backend = "llamacpp"
 mode = "chat"
 n_ctx = 2048
+batched = false
 [[targets]]
 model = "smollm2"
 intervention = "plain"
