@@ -102,3 +102,20 @@ def test_any_gguf_path_gemma_base_as_a_raw_mode_plain_lm(gemma_base_gguf):
     assert all("\n\nHuman:" not in c.text for c in out)
     assert all(c.completion_tokens is not None for c in out) and any(c.text for c in out)
     assert model.spec.args["path"] == str(gemma_base_gguf)
+
+
+def test_gemma_batched_samples_do_not_depend_on_earlier_calls(gemma_base_gguf):
+    """A sliding-window model: the batched path still gives the same texts for the same call, whatever ran before."""
+    model = models.create("llamacpp", {"path": str(gemma_base_gguf), "mode": "raw", "n_ctx": 1024, "batched_from": 2})
+    preamble = interventions.create("plain").preamble()
+    ocean = Prompt(messages=(Message("user", "Can you recommend a good book about the ocean?"),), preamble=preamble)
+    tea = Prompt(messages=(Message("user", "What is tea?"),), preamble=preamble)
+
+    async def go():
+        try:
+            return [await model.sample(p, SamplingParams(n=n, seed=3, max_tokens=24)) for p, n in ((ocean, 4), (tea, 5), (ocean, 4))]
+        finally:
+            await model.aclose()
+
+    first, _, again = asyncio.run(go())
+    assert [c.text for c in first] == [c.text for c in again] and any(c.text for c in first)

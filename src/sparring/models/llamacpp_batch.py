@@ -12,21 +12,29 @@ Sampling is llama.cpp's own sampler chain, built the way llama-cpp-python builds
 it for ``create_completion`` (top-k 40, top-p, min-p 0.05, temperature, then a
 draw), one chain per sample seeded with ``seed + i``.
 
-Determinism. Sample i is a function of the prompt, the sampling parameters and
-``seed + i`` alone: not of n, of the other samples, of rounds, or of what the
-context decoded before. Three things make it so. (1) llama.cpp's CPU kernels
-compute a one-token batch differently from a batch of several (logits differ by
-up to ~0.6 on SmolLM2) while rows of multi-token batches do not depend on each
-other, so a lone token is decoded beside a throw-away one. (2) Without flash
-attention a token's attention output depends on where its cells lie in the KV
-cache (up to ~0.5 in the logits); with it, masked cells are skipped and only the
-order of the visible cells counts, so flash attention is on, and no cell is freed
-while a round runs (a freed cell would take a later token out of order). (3) Between calls
-the KV cache keeps only the *anchor*, a token prefix that is a function of the
-preamble alone; everything after it is decoded again on every call and dropped
-after it. The sequential path decodes each token alone and without flash
-attention, so its texts differ from these for the same seeds.
-Different conversations are not batched together (yet): since no row depends on
+Determinism, guaranteed: a call's texts depend only on the call (prompt, sampling
+parameters, model config), never on what the context decoded before. Between
+calls the KV cache keeps only the *anchor*, a token prefix that is a function of
+the preamble alone; everything after it is decoded again on every call and
+dropped after it.
+
+Determinism, where the kernels allow it: sample i depends only on the prompt,
+the parameters and ``seed + i``, not on n, the other samples, rounds or
+``max_batch`` (tested on the embedded SmolLM2, Q4_1). llama.cpp's CPU kernels
+are not batch-invariant, so: (1) a one-token batch takes other kernels than a
+batch of several (logits differ by up to ~0.6 on SmolLM2), so a lone token is
+decoded beside a throw-away one; (2) without flash attention a token's attention
+output depends on where its cells lie in the KV cache (~0.5); with it, masked
+cells are skipped and only the order of the visible cells counts, so flash
+attention is on and no cell is freed while a round runs (a freed cell would take
+a later token out of order). It does not hold for Gemma 3 270M (Q4_K_M): the
+likely cause is that llama.cpp repacks some weight types (Q4_0, Q4_K, IQ4_NL) for
+CPU kernels that compute several rows of a batch together.
+
+The sequential path decodes each token alone and without flash attention, so its
+texts differ from these for the same seeds.
+
+Different conversations are not batched together (yet): where no row depends on
 its batch, that would keep each unit deterministic, but it needs a scheduler that
 merges the calls of concurrent conversations, which now take turns on the
 compute thread.
@@ -162,9 +170,8 @@ class BatchContext:
 
     def _drop_prompt(self) -> None:
         """Back to the state between calls: the anchor alone (or nothing), whatever this call did."""
-        if self._anchor_loaded:
-            self._lib.llama_memory_seq_rm(self._memory, -1, len(self._anchor), -1)
-        else:
+        # A cache that cannot drop part of a sequence (sliding-window models may not) starts again from empty.
+        if not (self._anchor_loaded and self._lib.llama_memory_seq_rm(self._memory, -1, len(self._anchor), -1)):
             self._clear()
 
     # --- the samples ----------------------------------------------------------------
