@@ -84,7 +84,9 @@ def test_heldout_pairs_rank_as_recorded(shipped: PreferenceModel, shared_data: P
 
     _, heldout = split_pairs(load_pairs(shared_data))
     accuracy = onnx_pairwise_accuracy(shipped, heldout)
-    assert accuracy == pytest.approx(shipped.metadata["heldout_pairwise_accuracy_onnx"], abs=2 / len(heldout))
+    # int8 kernels differ between ONNX Runtime versions and CPUs (float-level), which flips a few near-tied
+    # pairs: up to 1% of them (5 of 473) is drift; more means the recorded number is not this judge's
+    assert accuracy == pytest.approx(shipped.metadata["heldout_pairwise_accuracy_onnx"], abs=0.01)
     assert accuracy >= PAIRWISE_FLOOR
 
 
