@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import importlib.util
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
+from llama_server_support import free_port, llama_servers
 from openai_stub_support import ManualClock, until
 
 from sparring.errors import ConfigError, ModelError
@@ -100,12 +97,6 @@ def _app(state: FakeOpenAI) -> Any:
 
     paths = ("/v1/chat/completions", "/v1/completions")
     return Starlette(routes=[Route(p, handle, methods=["POST"]) for p in paths])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +271,7 @@ def test_slow_answer_within_the_timeout_succeeds(fake: FakeOpenAI) -> None:
 
 
 def test_refused_connection_is_retried_then_reported() -> None:
-    model = models.create("openai", {"base_url": f"http://127.0.0.1:{_free_port()}/v1", "max_retries": 1,
+    model = models.create("openai", {"base_url": f"http://127.0.0.1:{free_port()}/v1", "max_retries": 1,
                                      "backoff_base_s": 0.01})
     with pytest.raises(ModelError, match=r"network error .* after 2 attempts"):
         asyncio.run(sample_and_close(model, PROMPT, SamplingParams()))  # type: ignore[arg-type]
@@ -345,45 +336,8 @@ def test_config_rejects_unknown_keys() -> None:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from sparring.models.llamacpp import embedded_model_path
-
-    for module in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"needs {module}: pip install 'llama-cpp-python[server]'")
-    try:
-        gguf = embedded_model_path()
-    except ConfigError as error:
-        pytest.skip(str(error))
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "2048"],
-            stdout=log_file, stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {process.returncode}: {log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not answer in 120 s: {log_path.read_text()[-2000:]}")
-            time.sleep(0.25)
+    with llama_servers(tmp_path_factory.mktemp("llama_server"), 1, "--n_ctx", "2048") as [(base_url, _)]:
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.mark.model

@@ -9,16 +9,12 @@ assertion is about counts and order, never about how long something took. The
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from llama_server_support import free_port, llama_servers
 from openai_stub_support import ManualClock, Stub, serving, until
 
 from sparring.errors import ConfigError, ModelError
@@ -231,7 +227,7 @@ def test_a_failing_replica_is_taken_out_and_comes_back_after_its_cool_down() -> 
 def test_a_replica_that_is_down_costs_retries_not_conversations() -> None:
     clock = ManualClock()
     with serving(Stub("up")) as (up,):
-        down = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens: connection refused
+        down = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: connection refused
         model = make([down, up.url], max_retries=1)
 
         async def run() -> tuple[list[list[Completion]], float]:
@@ -414,59 +410,10 @@ def test_an_experiment_over_two_replicas_gives_the_same_transcripts_as_over_one(
 # --- two real llama_cpp.server replicas on the bundled SmolLM2 ----------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def llama_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[tuple[str, Path]]]:
-    from sparring.models.llamacpp import embedded_model_path
-
-    for module in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"needs {module}: pip install 'llama-cpp-python[server]'")
-    try:
-        gguf = embedded_model_path()
-    except ConfigError as error:
-        pytest.skip(str(error))
-    folder = tmp_path_factory.mktemp("llama_replicas")
-    started: list[tuple[subprocess.Popen[bytes], str, Path]] = []
-    try:
-        for k in range(2):
-            port, log_path = _free_port(), folder / f"server{k}.log"
-            with open(log_path, "wb") as log_file:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                     "--port", str(port), "--n_ctx", "1024", "--n_threads", "1"],
-                    stdout=log_file, stderr=subprocess.STDOUT,
-                )
-            started.append((process, f"http://127.0.0.1:{port}/v1", log_path))
-        deadline = time.monotonic() + 120
-        for process, url, log_path in started:
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(f"llama_cpp.server exited with {process.returncode}: {log_path.read_text()[-2000:]}")
-                try:
-                    if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"llama_cpp.server did not answer in 120 s: {log_path.read_text()[-2000:]}")
-                time.sleep(0.25)
-        yield [(url, log_path) for _, url, log_path in started]
-    finally:
-        for process, _, _ in started:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with llama_servers(tmp_path_factory.mktemp("llama_replicas"), 2, "--n_ctx", "1024", "--n_threads", "1") as started:
+        yield started
 
 
 @pytest.mark.model
