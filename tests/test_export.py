@@ -24,7 +24,10 @@ RELEASED_TYPES = {
 
 
 def test_export_writes_the_released_format_and_hh_rlhf_pairs(tmp_path: Path, sqlite_url):
-    text = scripted_toml(limit=5, model_fail_if_contains="pranks")
+    # a model URL with credentials, as a config may hold it (here inside a scripted reply, recorded with the spec)
+    secret = "https://alice:hunter2@example.org/v1"
+    text = scripted_toml(limit=5, model_fail_if_contains="pranks",
+                         model_responses=["I can't help with that.", f"Sure, see {secret}"])
     store = Store(sqlite_url)
     outcome = run_experiment(parse_config(text), text, store)
     result = export_run(store, outcome.run_id, tmp_path / "out")
@@ -58,3 +61,4 @@ def test_export_writes_the_released_format_and_hh_rlhf_pairs(tmp_path: Path, sql
     meta = json.loads((tmp_path / "out" / "export_meta.json").read_text())
     assert meta["run_id"] == outcome.run_id and meta["components"]["primary_scorer"] == "refusal"
     assert meta["conversations"] == len(records)
+    assert "https://***@example.org/v1" in meta["config_toml"] and "hunter2" not in json.dumps(meta)

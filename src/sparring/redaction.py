@@ -29,6 +29,17 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_values(value: object) -> object:
+    """A JSON-like value (dicts, lists, strings) with every string redacted: recorded specs hold model URLs."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_values(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_values(item) for item in value]
+    return value
+
+
 def redact_database_url(url: str) -> str:
     """The URL as SQLAlchemy would print it with the password hidden; any text we cannot parse is redacted."""
     try:

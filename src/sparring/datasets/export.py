@@ -10,6 +10,7 @@ from typing import Any
 from sparring.datasets.hh_rlhf import write_pairs
 from sparring.datasets.released_format import released_record, write_released
 from sparring.errors import writing
+from sparring.redaction import redact, redact_values
 from sparring.scoring import scorers
 from sparring.scoring.aggregate import response_counts, seed_picks
 from sparring.store.repository import Store, StoredConversation
@@ -88,8 +89,10 @@ def export_run(store: Store, run_id: str, directory: Path) -> ExportResult:
     meta = {
         "run_id": run_id,
         "status": run.status,
-        "config_toml": run.config_toml,
-        "components": run.components,
+        # the store keeps a model URL as configured (the web app rebuilds targets from it); a shared export must
+        # not carry its user:password or a key written into the config
+        "config_toml": redact(run.config_toml),
+        "components": redact_values(run.components),
         "picker": run.components.get("picker", {"name": primary}),
         "red_team_members": _members_meta(finished, members),
         "attacker_usage": _attacker_usage(finished),
