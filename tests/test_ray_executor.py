@@ -125,6 +125,32 @@ def test_a_worker_builds_the_components_once_for_all_its_batches(tmp_path: Path,
     assert list(unfinished_batches(store, "w", size=4)) == []
 
 
+def test_each_worker_keeps_its_share_of_a_servers_rate_limits(tmp_path: Path):
+    """Rate limits are the server's: N workers (processes) each admit 1/N of them, so together they stay under."""
+    from sparring.experiments.unit_worker import UnitWorker
+    from sparring.models import rate_limits
+
+    text = scripted_toml(limit=2).replace('backend = "scripted"', 'backend = "scripted"\n' + "\n".join([
+        "[[models]]", 'name = "served"', 'backend = "openai"', 'model = "m"',
+        'base_urls = ["http://127.0.0.1:9/v1", {url = "http://127.0.0.1:10/v1", requests_per_minute = 10}]',
+        "requests_per_minute = 7", "tokens_per_minute = 1000", "[[models]]", 'name = "spare"',
+        'backend = "scripted"'])).replace('model = "fake"\nintervention = "plain"', 'model = "served"\nintervention = "plain"')
+    config, url = parse_config(text), f"sqlite:///{tmp_path / 'w.db'}"
+    asyncio.run(arun_experiment(config, text, Store(url), "w", executor=_RegisterOnly()))
+
+    async def windows(share: float) -> list[tuple[int | None, int | None]]:
+        worker = UnitWorker(config, url, "w", rate_share=share)
+        try:
+            [served] = [t.model for t in worker.components.targets if t.model_name == "served"]
+            return [(r.window.requests_per_minute, r.window.tokens_per_minute) for r in served.pool.bind()[1]]
+        finally:
+            await worker.close()
+
+    assert asyncio.run(windows(1.0)) == [(7, 1000), (10, 1000)]
+    assert asyncio.run(windows(0.25)) == [(1, 250), (2, 250)]  # floor, never below one request a minute
+    assert rate_limits.process_share() == 1.0  # a closed worker leaves the process as it found it
+
+
 def test_a_stopped_worker_commits_what_it_had_and_a_new_worker_finishes_the_plan_exactly(tmp_path: Path, reference):
     from sparring.experiments.unit_batches import unfinished_batches
     from sparring.experiments.unit_worker import UnitWorker

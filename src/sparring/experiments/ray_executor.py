@@ -67,8 +67,8 @@ class _Actor:
     def __init__(self) -> None:
         self.worker: UnitWorker | None = None
 
-    async def start(self, config: ExperimentConfig, database_url: str, run_id: str) -> None:
-        self.worker = UnitWorker(config, database_url, run_id)
+    async def start(self, config: ExperimentConfig, database_url: str, run_id: str, rate_share: float) -> None:
+        self.worker = UnitWorker(config, database_url, run_id, rate_share)
 
     async def run_batch(self, refs: list[UnitRef]) -> BatchResult:
         assert self.worker is not None
@@ -172,7 +172,8 @@ class RayExecutor:
                                       "is alive); wait for that driver to finish or stop it") from None
                 time.sleep(1.0)
         try:
-            ray.get([actor.start.remote(config, url, run_id) for actor in actors])
+            # requests and tokens per minute are the server's: each of the workers keeps an equal share of them
+            ray.get([actor.start.remote(config, url, run_id, 1.0 / workers) for actor in actors])
         except ray.exceptions.RayError as error:
             _kill(ray, actors)
             raise _cause(error) from None

@@ -16,6 +16,7 @@ from sparring.experiments.config import ExperimentConfig
 from sparring.experiments.engine import Engine, RunOutcome
 from sparring.experiments.unit_batches import UnitRef, stored_conversations
 from sparring.experiments.writer import StoreWriter
+from sparring.models.rate_limits import set_process_share
 from sparring.store.opening import open_store
 from sparring.store.repository import Store
 
@@ -30,12 +31,14 @@ class UnitWorker:
     """Owns a store connection, the run's components and one group-commit writer for all its batches.
 
     Up to ``config.concurrency`` conversations run at once per worker, however many
-    batches the driver has queued on it.
+    batches the driver has queued on it. ``rate_share``: the fraction of each server's
+    declared rate limits this worker's process may use (1 / workers on Ray).
     """
 
-    def __init__(self, config: ExperimentConfig, database_url: str, run_id: str) -> None:
+    def __init__(self, config: ExperimentConfig, database_url: str, run_id: str, rate_share: float = 1.0) -> None:
         from sparring.experiments.runner import worker_components
 
+        set_process_share(rate_share)  # before any model builds its servers' rate windows
         self.store: Store = open_store(database_url, pool_size=2)
         self.run_id = run_id
         self.components: Components = worker_components(config, self.store, run_id)
@@ -102,4 +105,5 @@ class UnitWorker:
             self._writer = None
         await self.components.aclose()
         self.store.close()
+        set_process_share(1.0)
         return self._session.turns_written

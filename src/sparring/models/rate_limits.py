@@ -9,10 +9,30 @@ reply says what it really cost.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
 WINDOW_S = 60.0
+_share = 1.0  # the fraction of every server's limits this process may use
+
+
+def set_process_share(fraction: float) -> None:
+    """Where several processes send to one server (the Ray executor's workers), each keeps this share of
+    its declared limits, so together they stay under them; 1.0 (one process) is the default."""
+    global _share
+    if not 0 < fraction <= 1:
+        raise ValueError(f"a process's share of a server's limits must be in (0, 1], got {fraction}")
+    _share = fraction
+
+
+def process_share() -> float:
+    return _share
+
+
+def shared_limit(limit: int | None) -> int | None:
+    """This process's part of a declared per-minute limit: at least 1, so every worker can make progress."""
+    return None if limit is None else max(1, math.floor(limit * _share))
 
 
 @dataclass(eq=False)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 
 from sparring.errors import ConfigError
-from sparring.models.rate_limits import Booking, RateWindow
+from sparring.models.rate_limits import Booking, RateWindow, shared_limit
 from sparring.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Replica:
     def __init__(self, url: str, limits: ReplicaLimits) -> None:
         self.url = url
         self.limits = limits
-        self.window = RateWindow(limits.requests_per_minute, limits.tokens_per_minute)
+        self.window = RateWindow(shared_limit(limits.requests_per_minute), shared_limit(limits.tokens_per_minute))
         self.in_flight = 0
         self.sent = 0
         self.failures = 0  # consecutive transient failures
