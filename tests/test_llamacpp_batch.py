@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from sparring.errors import ModelError
+from sparring.errors import ConfigError, ModelError
 from sparring.interventions import interventions
 from sparring.models import models
 from sparring.models.base import Message, Prompt, SamplingParams
@@ -159,3 +159,101 @@ def test_by_default_calls_for_four_samples_or_more_are_batched():
 
     asyncio.run(go())
     assert used == [(1, 0), (1, 1)]  # n=3: a sequential context only; n=4: a batch context as well
+
+
+# --- calls of concurrent conversations merged (merge_calls) ---------------------------------------
+
+ASSISTANT = "You are a helpful assistant."
+MERGED = [Prompt(messages=(Message("user", q),), preamble=ASSISTANT) for q in (
+    "Name three colours and say why you like them.", "Tell me about tea.", "How do I bake bread?",
+    "Write a haiku about rain.", "Why is the sky blue?")]
+
+
+def concurrent(model, requests) -> list:
+    """The requests made at once (as concurrent conversations do), each result or its exception."""
+
+    async def go():
+        try:
+            return await asyncio.gather(*(model.sample(p, s) for p, s in requests), return_exceptions=True)
+        finally:
+            await model.aclose()
+
+    return asyncio.run(go())
+
+
+def test_calls_made_at_once_are_merged_into_one_job_and_each_gets_its_own_samples():
+    """Five conversations' calls (1-3 samples each) decoded side by side: one job, each call answered with its own
+    number of samples for its own prompt, also when max_batch splits them into rounds."""
+    requests = [(p, SamplingParams(n=1 + i % 3, seed=10 * i, max_tokens=24)) for i, p in enumerate(MERGED)]
+    alone = calls(batched({"batched_from": 1}), *requests)
+    for max_batch in (16, 3):
+        model = batched({"batched_from": 1, "merge_calls": True, "max_batch": max_batch})
+        jobs: list[int] = []
+        model._merger.run_many = lambda calls, jobs=jobs, real=model._merger.run_many: jobs.append(len(calls)) or real(calls)
+        merged = concurrent(model, requests)
+        assert jobs == [5], "the five calls made at once should form one job"
+        assert [[c.prompt_tokens for c in out] for out in merged] == [[c.prompt_tokens for c in out] for out in alone]
+        assert all(c.text and c.completion_tokens for out in merged for c in out)
+
+
+def test_a_call_merged_with_none_is_decoded_exactly_as_alone():
+    """Which calls share a batch changes their texts slightly (llama.cpp's CPU attention is not batch-invariant
+    across sequences of different lengths); a call with no company takes the batched path unchanged."""
+    params = SamplingParams(n=2, seed=5, max_tokens=24)
+    merged = calls(batched({"batched_from": 1, "merge_calls": True}), *[(p, params) for p in MERGED[:2]])
+    alone = calls(batched({"batched_from": 1}), *[(p, params) for p in MERGED[:2]])
+    assert [texts(c) for c in merged] == [texts(c) for c in alone]
+
+
+def test_a_merged_call_that_fails_fails_alone():
+    """A prompt too long for the context is that call's ModelError; the calls merged with it are answered."""
+    model = batched({"batched_from": 1, "merge_calls": True, "n_ctx": 512})
+    too_long = Prompt(messages=(Message("user", "hello " * 600),), preamble=ASSISTANT)
+    params = SamplingParams(n=2, seed=3, max_tokens=16)
+    first, failed, last = concurrent(model, [(MERGED[0], params), (too_long, params), (MERGED[1], params)])
+    assert isinstance(failed, ModelError) and "exceed context window" in str(failed)
+    assert len(first) == len(last) == 2 and all(c.text for c in (*first, *last))
+
+
+def test_merge_calls_needs_batched_decoding():
+    with pytest.raises(ConfigError, match="merge_calls: .*needs batched = true"):
+        models.create("llamacpp", {"batched": False, "merge_calls": True})
+    with pytest.raises(ConfigError, match="merge_calls: .*needs max_batch <= 126"):
+        models.create("llamacpp", {"max_batch": 200, "merge_calls": True})
+
+
+def test_a_run_with_merged_calls_finishes_every_conversation_and_merges_them(tmp_path):
+    """Six conversations at concurrency 6: calls are merged (jobs of several calls), every turn is written."""
+    from sparring.experiments import parse_config, run_experiment
+    from sparring.models.call_merger import CallMerger
+    from sparring.store import Store
+
+    sizes: list[int] = []
+    real = CallMerger._drain
+
+    async def spy(self):
+        run_many = self.run_many
+        self.run_many = lambda calls: sizes.append(len(calls)) or run_many(calls)
+        try:
+            await real(self)
+        finally:
+            self.run_many = run_many
+
+    text = "\n".join([
+        "turns = 2", "samples_per_turn = 2", "concurrency = 6", "[sampling]", "max_tokens = 20",
+        "[scorer]", 'name = "refusal"',
+        "[[models]]", 'name = "smollm2"', 'backend = "llamacpp"', 'size = "135M"', "merge_calls = true",
+        "[[targets]]", 'model = "smollm2"', 'intervention = "plain"',
+        "[[targets]]", 'model = "smollm2"', 'intervention = "rejection-sampling"', "k = 4",
+        "[[attacks]]", 'kind = "hh-rlhf"', "limit = 3"]) + "\n"
+    url = f"sqlite:///{tmp_path / 'merged.db'}"
+    CallMerger._drain = spy
+    try:
+        outcome = run_experiment(parse_config(text), text, Store(url), "merged")
+    finally:
+        CallMerger._drain = real
+    assert outcome.finished == 6 and outcome.errors == 0
+    assert max(sizes) > 1, "concurrent conversations' calls should have been merged"
+    for stored in Store(url).conversations("merged"):
+        turns = stored.conversation.assistant_turns
+        assert len(turns) == 2 and all(len(t.samples) in (2, 4) for t in turns)

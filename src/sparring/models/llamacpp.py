@@ -8,7 +8,9 @@ By default (``batched = true``) a call for ``batched_from`` (4) samples or more 
 decoded side by side in one llama.cpp batch sharing the prompt's KV cache
 (``llamacpp_batch``); ``batched = false``, and smaller calls, keep one
 ``create_completion`` per sample, in turn: for one to three samples that is as
-fast or faster (measured in ``benchmarks/bench_batched_decoding.py``).
+fast or faster (measured in ``benchmarks/bench_batched_decoding.py``). With
+``merge_calls = true``, concurrent conversations' calls are decoded side by side
+too (``call_merger``), each call on the batched path whatever its size.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from sparring.compute_thread import run_on_compute_thread
 from sparring.errors import ConfigError, ModelError
 from sparring.models.base import Completion, Mode, Model, Prompt, SamplingParams, models
+from sparring.models.call_merger import CallMerger
 from sparring.models.llamacpp_batch import BatchedLlama
 from sparring.models.raw_format import raw_stops, render_raw
 from sparring.registry import ConfigPath
@@ -63,6 +66,20 @@ class LlamaCppConfig(BaseModel):
     )
     batched_from: int = Field(4, ge=1, description="calls for fewer samples than this take one llama.cpp call per sample")
     max_batch: int = Field(16, ge=1, le=254, description="samples decoded side by side at most (batched only)")
+    merge_calls: bool = Field(
+        False,
+        description="decode the calls of concurrent conversations (same preamble) side by side, up to max_batch "
+        "samples together; every call takes the batched path, whatever its number of samples",
+    )
+
+    @field_validator("merge_calls")
+    @classmethod
+    def _merging_needs_batching(cls, merge: bool, info: ValidationInfo) -> bool:
+        if merge and not info.data.get("batched", True):
+            raise ValueError("needs batched = true (calls are merged into one llama.cpp batch)")
+        if merge and info.data.get("max_batch", 0) > 126:
+            raise ValueError("needs max_batch <= 126 (llama.cpp keeps at most 256 sequences)")
+        return merge
 
 
 @models.register("llamacpp")
@@ -82,8 +99,10 @@ class LlamaCppModel(Model):
                 raise ConfigError(f"path: {self.path} is not a GGUF model file (it does not start with 'GGUF')")
         self._contexts: OrderedDict[str, Any] = OrderedDict()
         self._batched = BatchedLlama(
-            self.path, config.mode, config.n_ctx, config.n_threads, config.max_batch, config.contexts
+            self.path, config.mode, config.n_ctx, config.n_threads, config.max_batch, config.contexts,
+            max_calls=config.max_batch if config.merge_calls else 1,
         )
+        self._merger = CallMerger(self._batched.sample_many) if config.merge_calls else None
 
     def _context(self, preamble: str) -> Any:
         llama = self._contexts.get(preamble)
@@ -98,6 +117,8 @@ class LlamaCppModel(Model):
         return llama
 
     async def sample(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
+        if self._merger is not None:
+            return await self._merger.submit(prompt, params)
         return await run_on_compute_thread(self._sample_blocking, prompt, params)
 
     def _sample_blocking(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:

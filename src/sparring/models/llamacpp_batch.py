@@ -34,10 +34,12 @@ CPU kernels that compute several rows of a batch together.
 The sequential path decodes each token alone and without flash attention, so its
 texts differ from these for the same seeds.
 
-Different conversations are not batched together (yet): where no row depends on
-its batch, that would keep each unit deterministic, but it needs a scheduler that
-merges the calls of concurrent conversations, which now take turns on the
-compute thread.
+Calls of different conversations are decoded together only on request
+(``generate_many``, driven by ``call_merger``): each call's prompt gets a
+sequence of its own after the anchor, and one round decodes every call's
+samples. That does not keep a call's texts: with prompts of different lengths
+side by side, a call's logits change at the rounding level (measured on
+SmolLM2), so its texts depend on which calls it was merged with.
 """
 
 from __future__ import annotations
@@ -78,6 +80,18 @@ class _Sample:
     finish: str | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class _Call:
+    """One call in a round: its prompt, stop sequences, parameters, its samples' seeds and its prompt's sequence."""
+
+    tokens: list[int]
+    stops: Sequence[bytes]
+    params: SamplingParams
+    max_tokens: int
+    seeds: range
+    prompt_seq: int
+
+
 class _Rendered(Exception):
     """Carries the prompt a chat handler built out of its create_completion call (control flow, never shown)."""
 
@@ -93,12 +107,14 @@ class BatchContext:
     method on the compute thread.
     """
 
-    def __init__(self, host: Any, n_ctx: int, n_threads: int, max_batch: int, anchor: list[int]) -> None:
+    def __init__(self, host: Any, n_ctx: int, n_threads: int, max_batch: int, anchor: list[int],
+                 max_calls: int = 1) -> None:
         lib = self._lib = _llama_cpp()
         params = lib.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = params.n_ubatch = min(n_ctx, 512)
-        params.n_seq_max = max_batch + 2  # the prompt, the samples, a scratch sequence (see _decode)
+        # the prompt, the samples, a scratch sequence (see _decode); merging calls adds a prompt sequence per call
+        params.n_seq_max = max_batch + 2 + (max_calls if max_calls > 1 else 0)
         params.kv_unified = True  # the samples read the prompt's cells instead of copies of them
         params.n_threads = params.n_threads_batch = n_threads
         params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED  # attention that ignores cell placement (see above)
@@ -113,6 +129,7 @@ class BatchContext:
         self._n_batch = lib.llama_n_batch(self._ctx)
         self._max_batch = max_batch
         self._scratch = max_batch + 1
+        self.max_calls = max_calls
         self._batch = lib.llama_batch_init(max(self._n_batch, max_batch) + 1, 0, 1)
         self._anchor = anchor
         self._anchor_loaded = False
@@ -133,10 +150,50 @@ class BatchContext:
             self._prefill(tokens[:-1])
             for first in range(0, params.n, per_round):
                 seeds = range(params.seed + first, params.seed + min(params.n, first + per_round))
-                completions += self._round(tokens, seeds, params, max_tokens, stops)
+                completions += self._round([_Call(tokens, stops, params, max_tokens, seeds, 0)])[0]
         finally:
             self._drop_prompt()
         return completions
+
+    def cells_needed(self, tokens: list[int], params: SamplingParams) -> int | None:
+        """KV cells a call takes beside others in ``generate_many`` (past the anchor); None if it cannot join."""
+        anchor = self._anchor
+        room = self._n_ctx - len(tokens)
+        if not anchor or tokens[: len(anchor)] != anchor or len(tokens) <= len(anchor) or room <= 0 \
+                or params.n > self._max_batch:
+            return None
+        max_tokens = params.max_tokens if 0 < params.max_tokens < room else room
+        return len(tokens) - len(anchor) + params.n * max_tokens
+
+    def room(self) -> int:
+        """KV cells past the anchor: what the calls of one ``generate_many`` round may take together."""
+        return int(self._n_ctx) - len(self._anchor)
+
+    def generate_many(self, calls: Sequence[tuple[list[int], Sequence[bytes], SamplingParams]]) -> list[list[Completion]]:
+        """Several calls' samples decoded side by side in one round (their texts may differ at the rounding level
+        from each call decoded alone: see the module docstring).
+
+        Each call's prompt is decoded on its own, after the shared anchor, into a prompt sequence of its own;
+        then every step decodes the next token of every unfinished sample of every call. The caller checks
+        ``cells_needed`` (each prompt starts with the anchor, the cells and samples fit).
+        """
+        if not 0 < len(calls) <= self.max_calls or sum(p.n for _, _, p in calls) > self._max_batch:
+            raise ValueError(f"{len(calls)} calls for {sum(p.n for _, _, p in calls)} samples do not fit one round")
+        lib, jobs, seq = self._lib, [], self._scratch + 1
+        try:
+            for tokens, stops, params in calls:
+                self._prefill(tokens[:-1])  # sequence 0: the anchor, then this prompt
+                lib.llama_memory_seq_cp(self._memory, 0, seq, -1, -1)
+                lib.llama_memory_seq_rm(self._memory, 0, len(self._anchor), -1)  # sequence 0: the anchor again
+                room = self._n_ctx - len(tokens)
+                max_tokens = params.max_tokens if 0 < params.max_tokens < room else room
+                jobs.append(_Call(tokens, stops, params, max_tokens, range(params.seed, params.seed + params.n), seq))
+                seq += 1
+            return self._round(jobs)
+        finally:
+            for job in jobs:
+                lib.llama_memory_seq_rm(self._memory, job.prompt_seq, -1, -1)
+            self._drop_prompt()
 
     def close(self) -> None:
         if self._ctx:
@@ -176,39 +233,42 @@ class BatchContext:
 
     # --- the samples ----------------------------------------------------------------
 
-    def _round(
-        self, tokens: list[int], seeds: range, params: SamplingParams, max_tokens: int, stops: Sequence[bytes]
-    ) -> list[Completion]:
+    def _round(self, calls: Sequence[_Call]) -> list[list[Completion]]:
+        """Decode the samples of ``calls`` side by side until each has ended; one list of completions per call."""
         lib = self._lib
-        samples = [_Sample(seq=j + 1, chain=self._chain(params, seed)) for j, seed in enumerate(seeds)]
+        samples: list[tuple[_Call, _Sample]] = []
+        for call in calls:
+            samples += [(call, _Sample(seq=len(samples) + j + 1, chain=self._chain(call.params, seed)))
+                        for j, seed in enumerate(call.seeds)]
         try:
-            for sample in samples:
-                lib.llama_memory_seq_cp(self._memory, 0, sample.seq, -1, -1)
+            for call, sample in samples:
+                lib.llama_memory_seq_cp(self._memory, call.prompt_seq, sample.seq, -1, -1)
             active = samples
             while active:
                 # Each unfinished sample feeds its last token (at first: the prompt's last token) in its own sequence.
                 self._decode(
-                    [(s.tokens[-1] if s.tokens else tokens[-1], len(tokens) - 1 + len(s.tokens), s.seq) for s in active],
+                    [(s.tokens[-1] if s.tokens else c.tokens[-1], len(c.tokens) - 1 + len(s.tokens), s.seq)
+                     for c, s in active],
                     logits=True,
                 )
-                for index, sample in enumerate(active):
-                    self._accept(sample, lib.llama_sampler_sample(sample.chain, self._ctx, index), max_tokens, stops)
+                for index, (call, sample) in enumerate(active):
+                    token = lib.llama_sampler_sample(sample.chain, self._ctx, index)
+                    self._accept(sample, token, call.max_tokens, call.stops)
                 # A finished sample keeps its cells until the round ends: freed cells would take the next tokens
                 # of the others, out of position order, and flash attention sums the visible cells in cell order.
-                active = [s for s in active if not s.finish]
+                active = [(c, s) for c, s in active if not s.finish]
         finally:
-            for sample in samples:
+            for _, sample in samples:
                 lib.llama_memory_seq_rm(self._memory, sample.seq, -1, -1)
                 lib.llama_sampler_free(sample.chain)
-        return [
+        return [[
             Completion(
                 text=s.text.decode("utf-8", errors="ignore").strip(),
                 finish_reason=s.finish,
-                prompt_tokens=len(tokens),
+                prompt_tokens=len(call.tokens),
                 completion_tokens=len(s.tokens),
             )
-            for s in samples
-        ]
+            for c, s in samples if c is call] for call in calls]
 
     def _chain(self, params: SamplingParams, seed: int) -> Any:
         """The sampler chain ``Llama._init_sampler`` builds for these settings (repeat penalty 1.0 is a no-op, left out)."""
@@ -266,19 +326,70 @@ class BatchContext:
             raise ModelError(f"llama.cpp: llama_decode failed with status {status} (1: no room left in the context)")
 
 
-class BatchedLlama:
-    """One GGUF model (loaded once) with a batch context per preamble, least recently used evicted."""
+def _model_error(error: Exception) -> Exception:
+    """llama-cpp-python raises ValueError for a prompt longer than the context; the backend reports ModelError."""
+    return ModelError(f"llama.cpp: {error}") if isinstance(error, ValueError) else error
 
-    def __init__(self, path: Path, mode: Mode, n_ctx: int, n_threads: int | None, max_batch: int, contexts: int) -> None:
+
+class BatchedLlama:
+    """One GGUF model (loaded once) with a batch context per preamble, least recently used evicted.
+
+    ``max_calls`` > 1: ``sample_many`` decodes up to that many calls with one preamble side by side.
+    """
+
+    def __init__(self, path: Path, mode: Mode, n_ctx: int, n_threads: int | None, max_batch: int, contexts: int,
+                 max_calls: int = 1) -> None:
         self.path, self.mode, self.n_ctx = path, mode, n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
-        self.max_batch, self.contexts = max_batch, contexts
+        self.max_batch, self.contexts, self.max_calls = max_batch, contexts, max_calls
         self._host: Any = None
         self._contexts: OrderedDict[str, BatchContext] = OrderedDict()
 
     def sample(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
         tokens, stops = self.render(prompt, params.stop)
         return self._context(prompt.preamble).generate(tokens, stops, params)
+
+    def sample_many(self, calls: Sequence[tuple[Prompt, SamplingParams]]) -> list[list[Completion] | Exception]:
+        """The calls (one preamble) in rounds of as many as fit side by side; a call that cannot join others
+        (its prompt does not start with the anchor, too many samples, too long) runs alone. An error is
+        returned in the place of each call it ended."""
+        if not calls:
+            return []
+        context = self._context(calls[0][0].preamble)
+        out: list[list[Completion] | Exception | None] = [None] * len(calls)
+        group: list[tuple[int, list[int], tuple[bytes, ...], SamplingParams]] = []
+        cells = samples = 0
+
+        def flush() -> None:
+            nonlocal group, cells, samples
+            try:
+                results = ([context.generate(*group[0][1:])] if len(group) == 1
+                           else context.generate_many([g[1:] for g in group]))
+                for (index, *_), result in zip(group, results, strict=True):
+                    out[index] = result
+            except (ModelError, ValueError) as error:
+                for index, *_ in group:
+                    out[index] = _model_error(error)
+            group, cells, samples = [], 0, 0
+
+        for index, (prompt, params) in enumerate(calls):
+            try:
+                tokens, stops = self.render(prompt, params.stop)
+                need = context.cells_needed(tokens, params)
+                if need is None or need > context.room():  # alone, in rounds as generate decodes it
+                    out[index] = context.generate(tokens, stops, params)
+                    continue
+            except (ModelError, ValueError) as error:
+                out[index] = _model_error(error)
+                continue
+            if group and (len(group) == context.max_calls or samples + params.n > self.max_batch
+                          or cells + need > context.room()):
+                flush()
+            group.append((index, tokens, stops, params))
+            cells, samples = cells + need, samples + params.n
+        if group:
+            flush()
+        return [result if result is not None else ModelError("llama.cpp: the call was not decoded") for result in out]
 
     def render(self, prompt: Prompt, stop: tuple[str, ...]) -> tuple[list[int], tuple[bytes, ...]]:
         """The prompt tokens and stop sequences the sequential path would decode with."""
@@ -323,7 +434,8 @@ class BatchedLlama:
         if context is not None:
             self._contexts.move_to_end(preamble)
             return context
-        context = BatchContext(self._load(), self.n_ctx, self.n_threads, self.max_batch, self._anchor(preamble))
+        context = BatchContext(self._load(), self.n_ctx, self.n_threads, self.max_batch, self._anchor(preamble),
+                               self.max_calls)
         self._contexts[preamble] = context
         while len(self._contexts) > self.contexts:
             _, old = self._contexts.popitem(last=False)
