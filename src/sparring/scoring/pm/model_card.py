@@ -81,11 +81,15 @@ def _recipe_search(search: list[dict[str, Any]]) -> list[str]:
 
 
 def _frozen_ceiling(weak: list[str]) -> str:
-    """Why more head tuning will not lift the weak sources (see *Recipes compared*)."""
+    """Why more head tuning will not lift the weak sources, and what else was tried (see *Recipes compared*)."""
     return (f"- On {', '.join(weak)}, every head and pooling compared on the frozen encoder stays below the floor "
-            "(see *Recipes compared*: a linear or two-layer head, mean or max pooling, one layer or several). Those "
-            "features are the ceiling; lifting these sources needs the encoder fine-tuned end to end (too slow for "
-            "leave-one-source-out on 2 CPU cores) or a larger encoder.")
+            "(see *Recipes compared*: a linear or two-layer head, mean or max pooling, one layer or several). "
+            "Fine-tuning the whole encoder end to end did worse there than the frozen features on the same rows: it "
+            "learns the training sources' own style. The features of a bigger bundled model, SmolLM2-135M-Instruct, "
+            "lift jailbreak-eval-manual but neither of these (beside MiniLM's: openai-moderation +0.02, diasafety "
+            "-0.03), at about 3 responses a second against the judge's ~88. Diasafety's unsafe replies are mostly unsafe given the user's message "
+            "(agreeing, encouraging, ignoring a risk), which no source seen in its place teaches; a judge for such "
+            "dialogue needs labelled dialogue of that kind, or a much larger model.")
 
 
 def _quantisation(meta: dict[str, Any]) -> str:
