@@ -5,8 +5,8 @@ the compute thread; each call alone decodes one or a few sequences per pass
 over the weights. The merger queues the calls that arrive meanwhile and hands
 those with one preamble to the model as one job, which decodes them side by
 side (``BatchedLlama.sample_many``). Which calls end up together depends on
-timing; their texts do not, where the model's kernels are batch-invariant
-(see ``llamacpp_batch``).
+timing, and so, at the rounding level, do their texts (see ``llamacpp_batch``):
+that is why merging is opt-in.
 """
 
 from __future__ import annotations
