@@ -85,12 +85,12 @@ def _frozen_ceiling(weak: list[str]) -> str:
     return (f"- On {', '.join(weak)}, every head and pooling compared on the frozen encoder stays below the floor "
             "(see *Recipes compared*: a linear or two-layer head, mean or max pooling, one layer or several). "
             "Fine-tuning the whole encoder end to end did worse there than the frozen features on the same rows: it "
-            "learns the training sources' own style. The features of a bigger bundled model, SmolLM2-135M-Instruct (its last layer "
-            "or any middle one), "
-            "lift jailbreak-eval-manual but neither of these (beside MiniLM's: openai-moderation +0.02, diasafety "
-            "-0.03), at about 3 responses a second against the judge's ~88. Diasafety's unsafe replies are mostly unsafe given the user's message "
-            "(agreeing, encouraging, ignoring a risk), which no source seen in its place teaches; a judge for such "
-            "dialogue needs labelled dialogue of that kind, or a much larger model.")
+            "learns the training sources' own style. The features of a bigger bundled model, SmolLM2-135M-Instruct "
+            "(its last layer or any middle one), lift jailbreak-eval-manual but neither of these (beside MiniLM's: "
+            "openai-moderation +0.02, diasafety -0.03), at about 3 responses a second against the judge's ~88. "
+            "Diasafety's unsafe replies are mostly unsafe given the user's message (agreeing, encouraging, ignoring a "
+            "risk), which no source seen in its place teaches; a judge for such dialogue needs labelled dialogue of "
+            "that kind, or a much larger model.")
 
 
 def _quantisation(meta: dict[str, Any]) -> str:
