@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from sparring.cli import app, exit_codes
 from sparring.datasets.export import export_run
+from sparring.errors import ConfigError
 from sparring.experiments import parse_config, run_experiment
 from sparring.experiments.engine import Engine
 from sparring.experiments.ray_executor import RayExecutor
@@ -149,6 +150,10 @@ def test_each_worker_keeps_its_share_of_a_servers_rate_limits(tmp_path: Path):
     assert asyncio.run(windows(1.0)) == [(7, 1000), (10, 1000)]
     assert asyncio.run(windows(0.25)) == [(1, 250), (2, 250)]  # floor, never below one request a minute
     assert rate_limits.process_share() == 1.0  # a closed worker leaves the process as it found it
+    broken = scripted_toml(limit=2).replace('backend = "scripted"', 'backend = "llamacpp"\npath = "/nonexistent/m.gguf"')
+    with pytest.raises(ConfigError, match="GGUF file not found"):
+        UnitWorker(parse_config(broken), url, "w", rate_share=0.5)
+    assert rate_limits.process_share() == 1.0  # so does a worker that could not start
 
 
 def test_a_stopped_worker_commits_what_it_had_and_a_new_worker_finishes_the_plan_exactly(tmp_path: Path, reference):

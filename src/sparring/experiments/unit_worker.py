@@ -39,9 +39,13 @@ class UnitWorker:
         from sparring.experiments.runner import worker_components
 
         set_process_share(rate_share)  # before any model builds its servers' rate windows
-        self.store: Store = open_store(database_url, pool_size=2)
-        self.run_id = run_id
-        self.components: Components = worker_components(config, self.store, run_id)
+        try:
+            self.store: Store = open_store(database_url, pool_size=2)
+            self.run_id = run_id
+            self.components: Components = worker_components(config, self.store, run_id)
+        except BaseException:
+            set_process_share(1.0)  # a worker that never started leaves the process as it found it
+            raise
         self.engine = Engine(config, self.components, self.store, run_id)
         self._targets = {t.name: t for t in self.components.targets}
         self._items = {name: {item.id: item for item in attack.items()} for name, attack in self.components.attacks.items()}
