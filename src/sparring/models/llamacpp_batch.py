@@ -184,7 +184,9 @@ class BatchContext:
             for tokens, stops, params in calls:
                 self._prefill(tokens[:-1])  # sequence 0: the anchor, then this prompt
                 lib.llama_memory_seq_cp(self._memory, 0, seq, -1, -1)
-                lib.llama_memory_seq_rm(self._memory, 0, len(self._anchor), -1)  # sequence 0: the anchor again
+                if not lib.llama_memory_seq_rm(self._memory, 0, len(self._anchor), -1):  # sequence 0: the anchor again
+                    raise ModelError("llama.cpp: this model's KV cache cannot drop part of a sequence, which "
+                                     "merge_calls needs; set merge_calls = false for it")
                 room = self._n_ctx - len(tokens)
                 max_tokens = params.max_tokens if 0 < params.max_tokens < room else room
                 jobs.append(_Call(tokens, stops, params, max_tokens, range(params.seed, params.seed + params.n), seq))
