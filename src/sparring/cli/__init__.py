@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 from sparring.cli import exit_codes
 from sparring.cli.database import db_app
 from sparring.cli.experiments import export, run, runs, show
+from sparring.cli.improve import improve
 from sparring.cli.judge import pm_app, score
 from sparring.cli.listing import components
 from sparring.cli.release import release
@@ -56,7 +57,7 @@ def _root(version: Annotated[bool | None, typer.Option(
     """Red team language models, end to end."""
 
 
-for command in (run, show, export, runs, score, report, release, serve, components):
+for command in (run, show, export, runs, score, report, release, improve, serve, components):
     app.command(epilog=exit_codes.HELP)(command)
 app.add_typer(pm_app, name="pm")
 app.add_typer(users_app, name="users")

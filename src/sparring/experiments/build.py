@@ -30,6 +30,11 @@ class WorkUnit:
     def key(self) -> str:
         return f"{self.target.name}|{self.attack_name}|{self.item.id}|{self.repetition}"
 
+    @property
+    def seed_key(self) -> str:
+        """The key seeds derive from: the unit's own, or its twin's on the target named by ``seeds_from``."""
+        return f"{self.target.seeds_from or self.target.name}|{self.attack_name}|{self.item.id}|{self.repetition}"
+
 
 class LiveComponents:
     """Owns live models and scorers (experiments and campaigns alike): every scorer, and closing them all."""
@@ -119,7 +124,7 @@ def build_target_set(model_entries: Sequence[ModelEntry], target_entries: Sequen
         intervention = interventions.create(entry.intervention, entry.args, where=f"targets[{i}]", **deps)
         targets.append(Target(
             name=entry.label, size=entry.size or sizes[entry.model], model_name=entry.model,
-            model=built_models[entry.model], intervention=intervention, model_type_label=entry.model_type,
+            model=built_models[entry.model], intervention=intervention, model_type_label=entry.model_type, seeds_from=entry.seeds_from,
         ))
     return TargetSet(built_models, targets, scorer, extra)
 
@@ -159,5 +164,5 @@ def plan_units(run_id: str, config: ExperimentConfig, components: Components) ->
 
 def turn_seed(run_seed: int, unit: WorkUnit, turn_index: int) -> int:
     """Seeds derive from the unit key, so a resumed conversation samples what it would have sampled."""
-    digest = hashlib.blake2b(f"{run_seed}\x00{unit.key}\x00{turn_index}".encode(), digest_size=4).digest()
+    digest = hashlib.blake2b(f"{run_seed}\x00{unit.seed_key}\x00{turn_index}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big") % (2**31 - 1024)

@@ -50,6 +50,8 @@ class TargetEntry(_Open):
     size: str | None = Field(None, description="overrides the model's size label")
     model_type: str | None = Field(None, description="overrides the intervention's label, e.g. 'rlhf' for a "
                                                      "safety-tuned model served as is (intervention 'none')")
+    seeds_from: str | None = Field(None, description="draw the same seeds as the target of this name, so two "
+                                                     "targets answer each attack item with the same seeds (before/after)")
 
     @field_validator("model_type")
     @classmethod
@@ -134,6 +136,11 @@ class ExperimentConfig(BaseModel):
         for index, target in enumerate(self.targets):
             if target.model not in names:
                 raise ValueError(f"targets[{index}].model: no model named {target.model!r}; models are: {', '.join(names)}")
+        target_labels = [t.label for t in self.targets]
+        for index, target in enumerate(self.targets):
+            if target.seeds_from is not None and target.seeds_from not in target_labels:
+                raise ValueError(f"targets[{index}].seeds_from: no target named {target.seeds_from!r}; "
+                                 f"targets are: {', '.join(target_labels)}")
         for kind, labels in (("models", names), ("targets", [t.label for t in self.targets]),
                              ("attacks", [a.label for a in self.attacks])):
             duplicates = sorted({x for x in labels if labels.count(x) > 1})

@@ -14,8 +14,9 @@ from sparring.registry import ComponentSpec, Registry
 
 PAPER_MODEL_TYPES = ("plain lm", "context distillation", "rejection sampling", "rlhf")
 """The released red-team data's ``model_type`` values (Ganguli et al. 2022)."""
-MODEL_TYPES = (*PAPER_MODEL_TYPES, "system prompt", "model")
-"""What a target may be labelled: the paper's four, a system-prompted chat model, a model as served."""
+MODEL_TYPES = (*PAPER_MODEL_TYPES, "dpo", "system prompt", "model")
+"""What a target may be labelled: the paper's four, a preference-tuned model (``sparring improve``), a
+system-prompted chat model, a model as served."""
 
 
 def conversation_messages(conversation: Conversation) -> tuple[Message, ...]:
@@ -64,6 +65,7 @@ class Target:
     model: Model
     intervention: Intervention
     model_type_label: str | None = None  # the config's ``model_type``, e.g. "rlhf" for a tuned model behind "none"
+    seeds_from: str | None = None  # draw the seeds of the target of this name (paired before/after comparisons)
 
     @property
     def model_type(self) -> str:

@@ -1,0 +1,59 @@
+"""``sparring improve``: tune a target on what a red-team run collected, then red team it again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from sparring.cli.options import DbOption, open_for_writing
+from sparring.terminal import console, err
+
+
+def improve(
+    source: Annotated[str, typer.Argument(help="A run id (an experiment's, or a campaign's run) whose red-team turns and picks to learn from.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder: pairs, adapter, GGUF files, the before/after.")],
+    db: DbOption = None,
+    model: Annotated[Path | None, typer.Option("--model", help="GGUF to tune (a LLaMA-family model); default: the embedded SmolLM2-135M-Instruct.")] = None,
+    size: Annotated[str, typer.Option(help="Size label of the tuned model in tables and Figure 1.")] = "135M",
+    judge: Annotated[str, typer.Option(help="Scorer that measures the before/after; pairs it picked are left out of training.")] = "pm",
+    epochs: Annotated[float, typer.Option(min=0.01, help="Passes over the pairs.")] = 2.0,
+    steps: Annotated[int, typer.Option(min=0, help="Optimizer steps instead of epochs (0: use --epochs); a few make a smoke run.")] = 0,
+    learning_rate: Annotated[float, typer.Option(min=0.0, help="LoRA learning rate.")] = 2e-4,
+    beta: Annotated[float, typer.Option(min=0.0, help="DPO's beta: how far the policy may move from the base.")] = 0.1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per optimizer step.")] = 8,
+    helpful_ratio: Annotated[float, typer.Option(min=0.0, help="Helpful pairs (benign goals: the model's answer over a refusal) per safety pair.")] = 1.0,
+    eval_limit: Annotated[int | None, typer.Option(min=1, help="Items per held-out attack in the before/after (default: all 100 + 250 + 50).")] = None,
+    evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Red team the base and the tuned target again.")] = True,
+) -> None:
+    """Fine-tune the target with DPO + LoRA on a run's pairs, write it as GGUF, and measure before/after on held-out attacks."""
+    from pydantic import ValidationError
+
+    from sparring.models.llamacpp import embedded_model_path
+    from sparring.tuning.dpo import DpoRecipe
+    from sparring.tuning.improve import AFTER_GGUF, REPORT_MD, ImproveOptions
+    from sparring.tuning.improve import improve as run_improve
+
+    try:
+        recipe = DpoRecipe(epochs=epochs, steps=steps, learning_rate=learning_rate, beta=beta, batch_size=batch_size)
+    except ValidationError as error:
+        problems = "; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in error.errors())
+        raise typer.BadParameter(problems) from None
+    options = ImproveOptions(source=source, out=output, model=model or embedded_model_path(), size=size, judge=judge,
+                             recipe=recipe, helpful_ratio=helpful_ratio, evaluate=evaluate, eval_limit=eval_limit)
+    store = open_for_writing(db)
+
+    def say(line: str) -> None:
+        err.print(escape(line), soft_wrap=True)
+
+    result = run_improve(store, options, say)
+    if result.table is not None:
+        from sparring.tuning.before_after import verdict
+
+        console.print(escape(verdict(result.table)), soft_wrap=True)
+        console.print(f"tuned target {escape(str(output / AFTER_GGUF))}; before/after in "
+                      f"{escape(str(output / REPORT_MD))} (evaluation run {escape(result.eval_run or '')})", soft_wrap=True)
+    else:
+        console.print(f"tuned target {escape(str(output / AFTER_GGUF))} (no evaluation)", soft_wrap=True)

@@ -1,0 +1,246 @@
+"""``sparring improve``: red-team data in, a tuned target and its before/after out (the paper's loop).
+
+Stages, each leaving a file in the output folder that a rerun reuses, so a
+killed run picks up where it stopped:
+
+1. ``pairs.jsonl``: the source run's picks (people's and pickers', kinds
+   declared), refusal pairs on its red-team turns, and as many helpful pairs on
+   benign goals (the model's own answers preferred over a refusal);
+2. ``adapter/``: a LoRA adapter trained with DPO on those pairs;
+3. ``before.gguf`` and ``after.gguf``: the base and the tuned network, written
+   through the same GGUF path and quantisation;
+4. the held-out evaluation run (in the store, resumable as any run) and
+   ``before_after.json`` / ``.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sparring.errors import ConfigError, OutputError
+from sparring.tuning.before_after import BeforeAfter, before_after, markdown
+from sparring.tuning.dpo import DpoRecipe, TrainingResult, require_training_stack, train_dpo
+from sparring.tuning.eval_config import HELD_OUT_OFFSET
+from sparring.tuning.pairs import CollectedPairs, PreferencePair, collect_run_pairs, kind_counts, read_pairs, write_pairs
+
+if TYPE_CHECKING:
+    from sparring.store import Store
+
+PAIRS, ADAPTER, BEFORE_GGUF, AFTER_GGUF = "pairs.jsonl", "adapter", "before.gguf", "after.gguf"
+EVAL_TOML, REPORT_JSON, REPORT_MD, MANIFEST = "eval.toml", "before_after.json", "before_after.md", "improve.json"
+INPUTS = "inputs.json"
+
+
+@dataclass
+class ImproveOptions:
+    source: str  # a run id (an experiment's, or a campaign's run)
+    out: Path
+    model: Path  # the GGUF to tune (default: the embedded SmolLM2)
+    size: str = "135M"
+    judge: str = "pm"  # measures the before/after; never picks training pairs
+    recipe: DpoRecipe = field(default_factory=DpoRecipe)
+    helpful_ratio: float = 1.0  # helpful pairs per safety pair
+    answer_tokens: int = 96  # length of the model's own answers in helpful pairs
+    evaluate: bool = True
+    eval_limit: int | None = None  # items per held-out attack (None: all); a small number is a smoke run
+    eval_max_tokens: int = 64
+
+
+@dataclass
+class ImproveResult:
+    pairs: dict[str, int]
+    left_out: dict[str, int]
+    training: dict[str, Any]
+    after_gguf: Path
+    eval_run: str | None = None
+    table: BeforeAfter | None = None
+
+
+Say = Callable[[str], None]
+
+
+def improve(store: Store, options: ImproveOptions, say: Say) -> ImproveResult:
+    """Run every stage not already done in ``options.out``; returns what the manifest records."""
+    require_training_stack()
+    store.run(options.source)  # an unknown run is a one-line error before anything is written
+    if not options.model.is_file():
+        raise ConfigError(f"--model: GGUF file not found: {options.model}")
+    try:
+        options.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{options.out}: cannot create the output folder: {error.strerror}") from None
+    _check_inputs(options)
+    timings: dict[str, float] = {}
+    pairs, left_out = _pairs(store, options, say, timings)
+    training = _adapter(pairs, options, say, timings)
+    before, after = _gguf_files(options, say, timings)
+    result = ImproveResult(kind_counts(pairs), left_out, training, after)
+    if options.evaluate:
+        result.eval_run, result.table = _evaluate(store, options, before, after, say, timings)
+    _write_manifest(options, result, timings)
+    return result
+
+
+def _check_inputs(options: ImproveOptions) -> None:
+    """A folder resumes only the same work: other inputs would mix two trainings' files."""
+    inputs = {"source": options.source, "model": str(options.model.resolve()), "judge": options.judge,
+              "helpful_ratio": options.helpful_ratio, "answer_tokens": options.answer_tokens,
+              "recipe": options.recipe.model_dump()}
+    path = options.out / INPUTS
+    if path.is_file():
+        held = json.loads(path.read_text())
+        changed = sorted(k for k in inputs if held.get(k) != inputs[k])
+        if changed:
+            raise ConfigError(f"{options.out}: holds the output of `sparring improve` with other inputs "
+                              f"({', '.join(changed)} differ); use another --output folder")
+    else:
+        path.write_text(json.dumps(inputs, indent=2))
+
+
+def _pairs(store: Store, options: ImproveOptions, say: Say,
+           timings: dict[str, float]) -> tuple[list[PreferencePair], dict[str, int]]:
+    path = options.out / PAIRS
+    left_path = options.out / "pairs_left_out.json"
+    if path.is_file():
+        say(f"reusing {path}")
+        left = json.loads(left_path.read_text()) if left_path.is_file() else {}
+        return read_pairs(path), left
+    started = time.monotonic()
+    collected: CollectedPairs = collect_run_pairs(store, options.source, options.judge)
+    safety = collected.pairs
+    if not safety:
+        raise ConfigError(f"run {options.source!r}: no red-team turns to learn from (no picks, and no reply the "
+                          "refusal scorer graded as complying)")
+    wanted = round(options.helpful_ratio * len(safety))
+    say(f"{len(safety)} pairs from run {options.source} ({_counts(kind_counts(safety))}); "
+        f"writing {wanted} helpful pairs with {options.model.name}")
+    helpful = asyncio.run(_helpful(options, wanted)) if wanted else []
+    pairs = safety + helpful
+    write_pairs(pairs, path)
+    left_path.write_text(json.dumps(collected.left_out))
+    timings["pairs_s"] = round(time.monotonic() - started, 1)
+    return pairs, collected.left_out
+
+
+async def _helpful(options: ImproveOptions, count: int) -> list[PreferencePair]:
+    from sparring.models import models
+    from sparring.tuning.benign import helpful_pairs
+
+    model = models.create("llamacpp", {"path": str(options.model), "mode": "chat"}, where="--model")
+    try:
+        return await helpful_pairs(model, count, options.recipe.seed, options.answer_tokens)
+    finally:
+        await model.aclose()
+
+
+def _adapter(pairs: list[PreferencePair], options: ImproveOptions, say: Say,
+             timings: dict[str, float]) -> dict[str, Any]:
+    adapter = options.out / ADAPTER
+    record = adapter / "training.json"
+    if record.is_file():
+        say(f"reusing the adapter in {adapter}")
+        loaded: dict[str, Any] = json.loads(record.read_text())
+        return loaded
+    partial = options.out / (ADAPTER + ".partial")
+    say(f"training: DPO with LoRA on {len(pairs)} pairs, {options.recipe.model_dump()}")
+    result: TrainingResult = train_dpo(pairs, options.model, partial, options.recipe, say)
+    if adapter.exists():
+        import shutil
+
+        shutil.rmtree(adapter)
+    partial.replace(adapter)
+    timings["training_s"] = round(result.seconds, 1)
+    out: dict[str, Any] = json.loads(record.read_text())
+    return out
+
+
+def _gguf_files(options: ImproveOptions, say: Say, timings: dict[str, float]) -> tuple[Path, Path]:
+    """The base and the tuned network through the same GGUF path; the base is loaded once for both."""
+    from sparring.tuning.dpo import load_gguf, merge_adapter
+    from sparring.tuning.gguf_export import write_tuned_gguf
+
+    before, after = options.out / BEFORE_GGUF, options.out / AFTER_GGUF
+    if before.is_file() and after.is_file():
+        return before, after
+    started = time.monotonic()
+    model = load_gguf(options.model)[0]
+    if not before.is_file():
+        say(f"writing {before} (the base, through the same GGUF path as the tuned model)")
+        write_tuned_gguf(model, options.model, before)
+    if not after.is_file():
+        say(f"writing {after} (the adapter merged into the weights)")
+        write_tuned_gguf(merge_adapter(model, options.out / ADAPTER), options.model, after)
+    timings["gguf_s"] = round(time.monotonic() - started, 1)
+    return before, after
+
+
+def _evaluate(store: Store, options: ImproveOptions, before: Path, after: Path, say: Say,
+              timings: dict[str, float]) -> tuple[str, BeforeAfter]:
+    from sparring.experiments import arun_experiment
+    from sparring.experiments.config import parse_config
+    from sparring.tuning.eval_config import eval_config
+
+    started = time.monotonic()
+    toml = eval_config(f"improve-{options.source}"[:60].replace("/", "-"), before.resolve(), after.resolve(),
+                       options.size, options.judge, options.eval_limit, options.eval_max_tokens)
+    (options.out / EVAL_TOML).write_text(toml, encoding="utf-8")
+    config = parse_config(toml, str(options.out / EVAL_TOML), base=options.out)
+    outcome = asyncio.run(arun_experiment(
+        config, toml, store, on_plan=lambda rid, total: say(f"evaluation run {rid}: {total} conversations")))
+    if outcome.stopped:
+        raise KeyboardInterrupt
+    if outcome.errors:
+        raise ConfigError(f"evaluation run {outcome.run_id}: {outcome.errors} conversations failed; "
+                          "rerun the same command to retry them")
+    table = before_after(store, outcome.run_id, options.judge)
+    seen = trained_on_eval_items(read_pairs(options.out / PAIRS), options.eval_limit)
+    if seen:
+        say(f"warning: {seen} held-out red-team openings also open a training pair; the source run replayed "
+            f"hh-rlhf dialogues past offset {HELD_OUT_OFFSET}")
+    (options.out / REPORT_JSON).write_text(json.dumps(table.as_json(), indent=2, default=str))
+    (options.out / REPORT_MD).write_text(markdown(table), encoding="utf-8")
+    timings["evaluation_s"] = round(time.monotonic() - started, 1)
+    return outcome.run_id, table
+
+
+def trained_on_eval_items(pairs: list[PreferencePair], limit: int | None) -> int:
+    """How many held-out red-team openings of the evaluation are the first request of a training pair."""
+    from sparring.attacks import attacks
+
+    held_out = attacks.create("hh-rlhf", {"offset": HELD_OUT_OFFSET, "limit": limit or 100}, where="evaluation")
+    openings = {pair.prompt[0].content.strip() for pair in pairs}
+    return sum(1 for item in held_out.items() if item.human_turns[0].strip() in openings)
+
+
+def _write_manifest(options: ImproveOptions, result: ImproveResult, timings: dict[str, float]) -> None:
+    manifest = {
+        "source_run": options.source,
+        "model": str(options.model),
+        "judge": options.judge,
+        "pairs": result.pairs,
+        "pairs_left_out": result.left_out,
+        "pair_kinds": {
+            "person": "a red teamer's pick in the browser (rejected = the pick)",
+            "picker:<scorer>": "an automated run's picker scorer made the pick",
+            "refusal": "a red-team reply the refusal scorer graded as complying (rejected) vs a refusal (chosen)",
+            "helpful": "a benign goal: the base model's own answer (chosen) vs a refusal (rejected)",
+        },
+        "helpful_ratio": options.helpful_ratio,
+        "training": result.training,
+        "files": {"pairs": PAIRS, "adapter": ADAPTER, "before": BEFORE_GGUF, "after": AFTER_GGUF,
+                  "eval_config": EVAL_TOML, "before_after": REPORT_MD},
+        "eval_run": result.eval_run,
+        "eval_limit": options.eval_limit,
+        "seconds": timings,
+    }
+    (options.out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in counts.items())

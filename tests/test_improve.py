@@ -1,0 +1,114 @@
+"""`sparring improve` on the embedded model: the GGUF round trip, and a few-step smoke of the whole loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from experiment_support import scripted_toml
+from typer.testing import CliRunner
+
+from sparring.cli import app
+from sparring.experiments import parse_config, run_experiment
+from sparring.models.llamacpp import embedded_model_path
+from sparring.store import Store
+
+pytestmark = pytest.mark.model
+
+SOURCE = """
+name = "loop-source"
+turns = 1
+samples_per_turn = 2
+[sampling]
+max_tokens = 24
+[scorer]
+name = "pm"
+[picker]
+name = "refusal"
+[[models]]
+name = "smollm2"
+backend = "llamacpp"
+size = "135M"
+[[targets]]
+model = "smollm2"
+intervention = "plain"
+[[attacks]]
+kind = "hh-rlhf"
+limit = 3
+"""
+
+
+def test_gguf_round_trip_reproduces_the_template(tmp_path: Path) -> None:
+    """Writing the unmodified network gives back the template's weights (q/k permuted back) and its metadata."""
+    import gguf
+
+    from sparring.tuning.dpo import load_gguf
+    from sparring.tuning.gguf_export import write_f16_gguf
+
+    template = embedded_model_path()
+    out = tmp_path / "same.gguf"
+    write_f16_gguf(load_gguf(template)[0], template, out)
+    original, written = gguf.GGUFReader(str(template)), gguf.GGUFReader(str(out))
+    assert [t.name for t in written.tensors] == [t.name for t in original.tensors]
+    by_name = {t.name: t for t in written.tensors}
+    for name in ("blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.7.ffn_down.weight", "token_embd.weight"):
+        source = next(t for t in original.tensors if t.name == name)
+        expected = gguf.quants.dequantize(source.data, source.tensor_type)
+        actual = np.asarray(by_name[name].data, dtype=np.float32)
+        assert actual.shape == expected.shape
+        assert np.abs(actual - expected).max() < 2e-3 * max(1.0, float(np.abs(expected).max())), name
+    for key in ("tokenizer.chat_template", "tokenizer.ggml.tokens", "llama.block_count"):
+        assert written.fields[key].contents() == original.fields[key].contents()
+
+
+def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path) -> None:
+    """A few DPO steps and a two-item evaluation: every stage's file, declared pair kinds, a rerun that reuses them."""
+    db = f"sqlite:///{tmp_path / 'loop.db'}"
+    store = Store(db)
+    source = run_experiment(parse_config(SOURCE), SOURCE, store).run_id
+    out = tmp_path / "improved"
+    args = ["improve", source, "--db", db, "-o", str(out), "--steps", "2", "--batch-size", "2", "--eval-limit", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "before/after in" in result.output and str(out / "after.gguf") in result.output
+
+    pairs = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    kinds = {p["kind"] for p in pairs}
+    assert {"refusal", "helpful"} <= kinds <= {"refusal", "helpful", "picker:refusal"}
+    manifest = json.loads((out / "improve.json").read_text())
+    assert manifest["pairs"] == {k: sum(p["kind"] == k for p in pairs) for k in sorted(kinds)}
+    assert manifest["training"]["steps"] == 2 and manifest["training"]["last_loss"] is not None
+    assert (out / "adapter" / "adapter_config.json").is_file()
+
+    before, after = (out / "before.gguf").read_bytes(), (out / "after.gguf").read_bytes()
+    assert before[:4] == after[:4] == b"GGUF" and before != after
+    table = json.loads((out / "before_after.json").read_text())
+    assert table["before"]["success"]["n"] == table["after"]["success"]["n"] == 2
+    assert table["before"]["over_refusal"]["n"] == 2
+    eval_run = manifest["eval_run"]
+    assert {(t.name, t.model_type) for t in store.targets(eval_run)} == {("before", "model"), ("after", "dpo")}
+    for stored in store.conversations(eval_run):
+        assert stored.status == "finished" and stored.conversation.turns[1].text.strip()
+
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert f"reusing {out / 'pairs.jsonl'}" in again.output and "reusing the adapter" in again.output
+    assert (out / "after.gguf").read_bytes() == after
+    other = CliRunner().invoke(app, [*args, "--beta", "0.5"])
+    assert other.exit_code == 3 and "with other inputs (recipe differ)" in other.output
+
+
+def test_improve_errors_are_one_line(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'empty.db'}"
+    Store(db).close()
+    result = CliRunner().invoke(app, ["improve", "nope", "--db", db, "-o", str(tmp_path / "out")])
+    assert result.exit_code == 3 and "no run 'nope'" in result.output
+    assert not (tmp_path / "out").exists()
+    toml = scripted_toml(turns=1, limit=2)
+    run_id = run_experiment(parse_config(toml), toml, Store(db)).run_id
+    result = CliRunner().invoke(app, ["improve", run_id, "--db", db, "-o", str(tmp_path / "out"),
+                                      "--model", str(tmp_path / "missing.gguf")])
+    assert result.exit_code == 3 and "--model: GGUF file not found" in result.output
+    assert not (tmp_path / "out").exists()
