@@ -24,6 +24,7 @@ def improve(
     learning_rate: Annotated[float, typer.Option(min=0.0, help="LoRA learning rate.")] = 2e-4,
     beta: Annotated[float, typer.Option(min=0.0, help="DPO's beta: how far the policy may move from the base.")] = 0.1,
     batch_size: Annotated[int, typer.Option(min=1, help="Pairs per optimizer step.")] = 8,
+    nll_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the chosen reply's likelihood term (RPO); 0: plain DPO.")] = 1.0,
     helpful_ratio: Annotated[float, typer.Option(min=0.0, help="Helpful pairs (benign goals: the model's answer over a refusal) per safety pair.")] = 1.0,
     eval_limit: Annotated[int | None, typer.Option(min=1, help="Items per held-out attack in the before/after (default: all 100 + 250 + 50).")] = None,
     evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Red team the base and the tuned target again.")] = True,
@@ -37,7 +38,8 @@ def improve(
     from sparring.tuning.improve import improve as run_improve
 
     try:
-        recipe = DpoRecipe(epochs=epochs, steps=steps, learning_rate=learning_rate, beta=beta, batch_size=batch_size)
+        recipe = DpoRecipe(epochs=epochs, steps=steps, learning_rate=learning_rate, beta=beta, batch_size=batch_size,
+                           nll_weight=nll_weight)
     except ValidationError as error:
         problems = "; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in error.errors())
         raise typer.BadParameter(problems) from None

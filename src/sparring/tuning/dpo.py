@@ -41,6 +41,8 @@ class DpoRecipe(BaseModel):
     lora_rank: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     batch_size: int = Field(8, ge=1)
+    nll_weight: float = Field(1.0, ge=0, description="weight of the chosen reply's negative log-likelihood per token "
+                                                     "(RPO); 0: plain DPO")
     max_length: int = Field(256, ge=32, description="tokens of prompt + reply; longer prompts are cut from the left")
     seed: int = 0
 
@@ -156,7 +158,11 @@ def train_dpo(pairs: Sequence[PreferencePair], gguf: Path, adapter_dir: Path, re
     """Train a LoRA adapter with the DPO objective on ``pairs`` and save it in ``adapter_dir``.
 
     The sigmoid DPO loss of Rafailov et al. (2023): -log sigmoid(beta * (policy margin -
-    reference margin)), where a margin is log p(chosen) - log p(rejected) of the reply.
+    reference margin)), where a margin is log p(chosen) - log p(rejected) of the reply,
+    plus ``nll_weight`` times the chosen reply's mean token negative log-likelihood (RPO,
+    Pang et al. 2024). Plain DPO can widen the margin by making the rejected replies
+    unlikely without making the chosen ones likely: on the default run it reached a loss
+    of 0.10 while the tuned model's greedy answers to harmful requests did not change.
     The reference is the base network (the adapter switched off); its log-probabilities
     never change, so they are computed once before the first step.
     """
@@ -203,9 +209,10 @@ def train_dpo(pairs: Sequence[PreferencePair], gguf: Path, adapter_dir: Path, re
         logps = logps_of(batch)
         ref = reference[batch]
         margins = recipe.beta * ((logps[:, 0] - ref[:, 0]) - (logps[:, 1] - ref[:, 1]))
-        loss = -torch.nn.functional.logsigmoid(margins).mean()
+        chosen_tokens = torch.tensor([encoded[i][2] for i in batch], dtype=torch.float32)
+        loss = -torch.nn.functional.logsigmoid(margins).mean() - recipe.nll_weight * (logps[:, 0] / chosen_tokens).mean()
         optimizer.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
+        loss.backward()
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
