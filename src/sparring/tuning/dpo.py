@@ -162,7 +162,7 @@ def train_dpo(pairs: Sequence[PreferencePair], gguf: Path, adapter_dir: Path, re
     plus ``nll_weight`` times the chosen reply's mean token negative log-likelihood (RPO,
     Pang et al. 2024). Plain DPO can widen the margin by making the rejected replies
     unlikely without making the chosen ones likely: on the default run it reached a loss
-    of 0.10 while the tuned model's greedy answers to harmful requests did not change.
+    of 0.10 while the tuned model still answered every harmful request tried by hand.
     The reference is the base network (the adapter switched off); its log-probabilities
     never change, so they are computed once before the first step.
     """
