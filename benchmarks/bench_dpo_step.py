@@ -2,10 +2,10 @@
 
 Both tune the embedded SmolLM2-135M (loaded from its GGUF) with a rank-16 LoRA on
 every linear layer, batches of ``--batch`` pairs, for ``--steps`` steps, on the
-same real pairs: the held-out-free ``refusal`` and ``helpful`` kinds built from
-bundled hh-rlhf red-team openings and JailbreakBench benign goals (no model
-answers are needed: the chosen/rejected texts are the dialogues' own replies).
-Timed: the training steps only (model loading apart). TRL is not a dependency
+same pairs of real text: bundled hh-rlhf red-team openings, with the dialogue's
+next human utterance as the rejected text (real text of a reply's length, no
+model needed to build it) and a refusal wording as the chosen one. Timed:
+training only, model loading apart (Sparring's side includes its reference pass). TRL is not a dependency
 of Sparring: ``pip install trl`` to include it; without it only Sparring's side runs.
 
     python benchmarks/bench_dpo_step.py [--steps 2] [--batch 4]
@@ -49,6 +49,7 @@ def trl_seconds(pairs: list[PreferencePair], steps: int, batch: int, out: Path) 
     except ImportError:
         return None
     model, tokenizer = load_gguf(embedded_model_path())
+    model.is_quantized = False  # load_gguf dequantised it; TRL's trainer refuses a model marked quantised
     rows: list[dict[str, Any]] = [{"prompt": [{"role": m.role, "content": m.content} for m in p.prompt],
                                    "chosen": [{"role": "assistant", "content": p.chosen}],
                                    "rejected": [{"role": "assistant", "content": p.rejected}]} for p in pairs]

@@ -3,9 +3,9 @@
 The GGUF is loaded through transformers (dequantised to fp32). LoRA keeps the
 reference policy free: DPO's reference is the same network with the adapter
 switched off, so one model fits in memory. The loop is ours rather than TRL's
-``DPOTrainer``: on 2 CPU cores without Triton, TRL 1.16 took about 115 s for a
-step of 4 pairs that this loop does in about 6 s (its chunked log-probability
-path), which would put the default cycle far past an hour. The training stack is
+``DPOTrainer``: on 2 CPU cores without Triton, TRL 1.16 took 146 s per step of 4
+pairs against 21 s here (``benchmarks/bench_dpo_step.py``), which would put the
+default cycle far past an hour. The training stack is
 the optional ``improve`` extra, imported here only.
 """
 
