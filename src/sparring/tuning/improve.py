@@ -5,7 +5,8 @@ killed run picks up where it stopped:
 
 1. ``pairs.jsonl``: the source run's picks (people's and pickers', kinds
    declared), refusal pairs on its red-team turns, and as many helpful pairs on
-   benign goals (the model's own answers preferred over a refusal);
+   benign goals, as instructions and as questions (the model's own answers
+   preferred over a refusal);
 2. ``adapter/``: a LoRA adapter trained with DPO on those pairs;
 3. ``before.gguf`` and ``after.gguf``: the base and the tuned network, written
    through the same GGUF path and quantisation;
@@ -16,25 +17,37 @@ killed run picks up where it stopped:
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sparring.errors import ConfigError, OutputError
 from sparring.tuning.before_after import BeforeAfter, before_after, markdown
 from sparring.tuning.dpo import DpoRecipe, TrainingResult, require_training_stack, train_dpo
 from sparring.tuning.eval_config import HELD_OUT_OFFSET
-from sparring.tuning.pairs import CollectedPairs, PreferencePair, collect_run_pairs, kind_counts, read_pairs, write_pairs
+from sparring.tuning.pairs import (
+    REFUSAL,
+    CollectedPairs,
+    PreferencePair,
+    collect_run_pairs,
+    kind_counts,
+    read_pairs,
+    write_pairs,
+)
+from sparring.tuning.reply_filter import FILTER_DIR, keep_harmful_replies, load_filter, train_filter
 
 if TYPE_CHECKING:
+    from sparring.scoring.pm.model import PreferenceModel
     from sparring.store import Store
 
 PAIRS, ADAPTER, BEFORE_GGUF, AFTER_GGUF = "pairs.jsonl", "adapter", "before.gguf", "after.gguf"
 EVAL_TOML, REPORT_JSON, REPORT_MD, MANIFEST = "eval.toml", "before_after.json", "before_after.md", "improve.json"
-INPUTS = "inputs.json"
+INPUTS, LOCK = "inputs.json", ".improve.lock"
 
 
 @dataclass
@@ -46,6 +59,8 @@ class ImproveOptions:
     judge: str = "pm"  # measures the before/after; never picks training pairs
     recipe: DpoRecipe = field(default_factory=DpoRecipe)
     helpful_ratio: float = 1.0  # helpful pairs per safety pair
+    filter_replies: bool = True  # refusal pairs only on replies a second harm model flags (see reply_filter)
+    filter_pm: Path | None = None  # that model: a `sparring pm train` directory; None: train the paper's PM
     answer_tokens: int = 96  # length of the model's own answers in helpful pairs
     evaluate: bool = True
     eval_limit: int | None = None  # items per held-out attack (None: all); a small number is a smoke run
@@ -65,7 +80,15 @@ class ImproveResult:
 Say = Callable[[str], None]
 
 
-def improve(store: Store, options: ImproveOptions, say: Say) -> ImproveResult:
+class EvalProgress(Protocol):
+    """Told the evaluation run's size, then each batch of finished conversations (the CLI's progress bar)."""
+
+    def planned(self, name: str, total: int) -> None: ...
+
+    def advance(self, count: int) -> None: ...
+
+
+def improve(store: Store, options: ImproveOptions, say: Say, progress: EvalProgress | None = None) -> ImproveResult:
     """Run every stage not already done in ``options.out``; returns what the manifest records."""
     require_training_stack()
     store.run(options.source)  # an unknown run is a one-line error before anything is written
@@ -75,6 +98,30 @@ def improve(store: Store, options: ImproveOptions, say: Say) -> ImproveResult:
         options.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"{options.out}: cannot create the output folder: {error.strerror}") from None
+    with _only_writer(options.out):
+        return _improve(store, options, say, progress)
+
+
+@contextmanager
+def _only_writer(out: Path) -> Iterator[None]:
+    """One ``improve`` per folder at a time: two would train into and rename the same files.
+
+    An advisory lock on a file in the folder; the kernel drops it when the process
+    dies, so a killed run leaves nothing to clean up before the rerun that resumes it.
+    """
+    with (out / LOCK).open("a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{out}: another `sparring improve` is writing to this folder; wait for it to "
+                              "finish or use another --output folder") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _improve(store: Store, options: ImproveOptions, say: Say, progress: EvalProgress | None) -> ImproveResult:
     _check_inputs(options)
     timings: dict[str, float] = {}
     pairs, left_out = _pairs(store, options, say, timings)
@@ -82,7 +129,7 @@ def improve(store: Store, options: ImproveOptions, say: Say) -> ImproveResult:
     before, after = _gguf_files(options, say, timings)
     result = ImproveResult(kind_counts(pairs), left_out, training, after)
     if options.evaluate:
-        result.eval_run, result.table = _evaluate(store, options, before, after, say, timings)
+        result.eval_run, result.table = _evaluate(store, options, before, after, say, progress, timings)
     _write_manifest(options, result, timings)
     return result
 
@@ -91,7 +138,7 @@ def _check_inputs(options: ImproveOptions) -> None:
     """A folder resumes only the same work: other inputs would mix two trainings' files."""
     inputs = {"source": options.source, "model": str(options.model.resolve()), "judge": options.judge,
               "helpful_ratio": options.helpful_ratio, "answer_tokens": options.answer_tokens,
-              "recipe": options.recipe.model_dump()}
+              "recipe": options.recipe.model_dump(), "reply_filter": _filter_name(options)}
     path = options.out / INPUTS
     if path.is_file():
         held = json.loads(path.read_text())
@@ -113,19 +160,46 @@ def _pairs(store: Store, options: ImproveOptions, say: Say,
         return read_pairs(path), left
     started = time.monotonic()
     collected: CollectedPairs = collect_run_pairs(store, options.source, options.judge)
-    safety = collected.pairs
+    safety, left_out = collected.pairs, dict(collected.left_out)
+    if options.filter_replies and safety:
+        filtered = keep_harmful_replies(safety, _reply_filter(options, say))
+        safety = filtered.kept
+        left_out[f"{REFUSAL} (reply not flagged by the filter PM)"] = filtered.dropped
     if not safety:
         raise ConfigError(f"run {options.source!r}: no red-team turns to learn from (no picks, and no reply the "
-                          "refusal scorer graded as complying)")
+                          "refusal scorer graded as complying"
+                          f"{' that the filter PM flags as harmful; try --no-filter' if options.filter_replies else ''})")
     wanted = round(options.helpful_ratio * len(safety))
     say(f"{len(safety)} pairs from run {options.source} ({_counts(kind_counts(safety))}); "
         f"writing {wanted} helpful pairs with {options.model.name}")
     helpful = asyncio.run(_helpful(options, wanted)) if wanted else []
     pairs = safety + helpful
     write_pairs(pairs, path)
-    left_path.write_text(json.dumps(collected.left_out))
+    left_path.write_text(json.dumps(left_out))
     timings["pairs_s"] = round(time.monotonic() - started, 1)
-    return pairs, collected.left_out
+    return pairs, left_out
+
+
+def _filter_name(options: ImproveOptions) -> str | None:
+    if not options.filter_replies:
+        return None
+    return str(options.filter_pm.resolve()) if options.filter_pm else "hh-rlhf PM"
+
+
+def _reply_filter(options: ImproveOptions, say: Say) -> PreferenceModel:
+    if options.filter_pm is not None:
+        from sparring.scoring.pm.model import default_pm_path
+
+        return load_filter(options.filter_pm, default_pm_path() if options.judge == "pm" else None)
+    target = options.out / FILTER_DIR
+    if target.is_dir():
+        return train_filter(target, HELD_OUT_OFFSET, say)
+    say(f"training the filter PM on the bundled hh-rlhf comparisons before dialogue {HELD_OUT_OFFSET} "
+        f"(about 2 minutes) into {target}")
+    trained = train_filter(target, HELD_OUT_OFFSET, lambda _line: None)  # its per-step losses are noise here
+    accuracy = trained.metadata.get("heldout_pairwise_accuracy", float("nan"))
+    say(f"filter PM: held-out pairwise accuracy {accuracy:.3f}, threshold {trained.threshold:+.3f}")
+    return trained
 
 
 async def _helpful(options: ImproveOptions, count: int) -> list[PreferencePair]:
@@ -181,7 +255,7 @@ def _gguf_files(options: ImproveOptions, say: Say, timings: dict[str, float]) ->
 
 
 def _evaluate(store: Store, options: ImproveOptions, before: Path, after: Path, say: Say,
-              timings: dict[str, float]) -> tuple[str, BeforeAfter]:
+              progress: EvalProgress | None, timings: dict[str, float]) -> tuple[str, BeforeAfter]:
     from sparring.experiments import arun_experiment
     from sparring.experiments.config import parse_config
     from sparring.tuning.eval_config import eval_config
@@ -191,8 +265,14 @@ def _evaluate(store: Store, options: ImproveOptions, before: Path, after: Path, 
                        options.size, options.judge, options.eval_limit, options.eval_max_tokens)
     (options.out / EVAL_TOML).write_text(toml, encoding="utf-8")
     config = parse_config(toml, str(options.out / EVAL_TOML), base=options.out)
-    outcome = asyncio.run(arun_experiment(
-        config, toml, store, on_plan=lambda rid, total: say(f"evaluation run {rid}: {total} conversations")))
+
+    def on_plan(run_id: str, total: int) -> None:
+        say(f"evaluation run {run_id}: {total} conversations")
+        if progress is not None:
+            progress.planned(run_id, total)
+
+    outcome = asyncio.run(arun_experiment(config, toml, store, on_plan=on_plan,
+                                          on_progress=progress.advance if progress is not None else None))
     if outcome.stopped:
         raise KeyboardInterrupt
     if outcome.errors:
@@ -228,10 +308,12 @@ def _write_manifest(options: ImproveOptions, result: ImproveResult, timings: dic
         "pair_kinds": {
             "person": "a red teamer's pick in the browser (rejected = the pick)",
             "picker:<scorer>": "an automated run's picker scorer made the pick",
-            "refusal": "a red-team reply the refusal scorer graded as complying (rejected) vs a refusal (chosen)",
+            "refusal": "a red-team reply the refusal scorer graded as complying, and the filter PM (unless "
+                       "--no-filter) as harmful (rejected) vs a refusal (chosen)",
             "helpful": "a benign goal: the base model's own answer (chosen) vs a refusal (rejected)",
         },
         "helpful_ratio": options.helpful_ratio,
+        "reply_filter": _filter_name(options),
         "training": result.training,
         "files": {"pairs": PAIRS, "adapter": ADAPTER, "before": BEFORE_GGUF, "after": AFTER_GGUF,
                   "eval_config": EVAL_TOML, "before_after": REPORT_MD},

@@ -6,7 +6,8 @@ A pair is a dialogue ending with a user message, a ``chosen`` reply and a
 - ``person``: a red teamer's pick in the browser (the pick is ``rejected``);
 - ``picker:<scorer>``: an automated run's picker scorer made the pick;
 - ``refusal``: a red-team turn whose shown reply the refusal scorer (a phrase
-  list) found compliant: ``rejected`` is that reply, ``chosen`` a refusal;
+  list) found compliant: ``rejected`` is that reply, ``chosen`` a refusal
+  (``improve`` keeps only those a second harm model flags: ``reply_filter``);
 - ``helpful``: a benign request: ``chosen`` is the base model's own compliant
   answer, ``rejected`` a refusal. These keep tuning from buying harmlessness
   with refusals (the known failure of safety tuning).
