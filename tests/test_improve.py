@@ -122,6 +122,11 @@ def test_improve_errors_are_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 3 and "--model: GGUF file not found" in result.output
     assert not (tmp_path / "out").exists()
 
+    both = CliRunner().invoke(app, ["improve", run_id, "--db", db, "-o", str(tmp_path / "out"),
+                                    "--no-filter", "--filter-pm", str(tmp_path)])
+    assert both.exit_code == 2 and "--no-filter switches off" in both.output
+    assert not (tmp_path / "out").exists()
+
     busy = tmp_path / "busy"
     busy.mkdir()
     with (busy / ".improve.lock").open("a") as held:  # another improve at work on this folder

@@ -32,9 +32,9 @@ def test_the_filter_keeps_refusal_pairs_on_replies_it_flags(tmp_path: Path) -> N
     import gzip
     import json
 
-    from sparring.tuning.benign import bundled
+    from sparring.attacks.replay import bundled_hh_rlhf
 
-    with gzip.open(bundled("hh-rlhf/harmless-base-test.jsonl.gz"), "rt") as handle:  # real replies, people's picks
+    with gzip.open(bundled_hh_rlhf(), "rt") as handle:  # real replies, people's picks
         rows = [json.loads(next(handle)) for _ in range(12)]
     replies = [row["rejected"].rsplit("\n\nAssistant:", 1)[1].strip() for row in rows]
     pairs = [_pair(REFUSAL, "a red-team request", reply) for reply in replies]

@@ -46,6 +46,8 @@ def improve(
     except ValidationError as error:
         problems = "; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in error.errors())
         raise typer.BadParameter(problems) from None
+    if filter_pm is not None and not filter_replies:
+        raise typer.BadParameter("--filter-pm names the filter that --no-filter switches off; give one of them")
     options = ImproveOptions(source=source, out=output, model=model or embedded_model_path(), size=size, judge=judge,
                              recipe=recipe, helpful_ratio=helpful_ratio, filter_replies=filter_replies,
                              filter_pm=filter_pm, evaluate=evaluate, eval_limit=eval_limit)

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sparring.conversation import ASSISTANT_PREFIX, HUMAN_PREFIX
 from sparring.errors import ConfigError, DataFormatError
 from sparring.tuning.pairs import REFUSAL, PreferencePair
 
@@ -30,16 +32,16 @@ FILTER_DIR = "filter-pm"
 
 def train_filter(out_dir: Path, held_out_offset: int, log: Callable[[str], None]) -> PreferenceModel:
     """The paper's PM: a head over MiniLM trained on the bundled hh-rlhf comparisons before ``held_out_offset``."""
+    from sparring.attacks.replay import bundled_hh_rlhf
     from sparring.datasets.hh_rlhf import read_pairs
     from sparring.scoring.pm.build import train_judge
     from sparring.scoring.pm.model import PreferenceModel
     from sparring.scoring.pm.pairs import split_pairs
-    from sparring.tuning.benign import bundled
 
     if (out_dir / "pm.json").is_file():
         return PreferenceModel.load(out_dir)
-    source = bundled("hh-rlhf/harmless-base-test.jsonl.gz")
-    pairs = [pair for index, pair in enumerate(read_pairs(source)) if index < held_out_offset]
+    source = bundled_hh_rlhf()
+    pairs = list(islice(read_pairs(source), held_out_offset))
     train, heldout = split_pairs(pairs)
     partial = out_dir.with_name(out_dir.name + ".partial")
     judge = train_judge([], train, heldout, partial, log=log)
@@ -71,7 +73,7 @@ class Filtered:
 def keep_harmful_replies(pairs: Sequence[PreferencePair], filter_pm: PreferenceModel) -> Filtered:
     """Refusal pairs whose rejected reply ``filter_pm`` flags as harmful; pairs of other kinds pass as they are."""
     refusals = [pair for pair in pairs if pair.kind == REFUSAL]
-    contexts = ["".join(f"\n\n{'Human' if m.role == 'user' else 'Assistant'}: {m.content}" for m in pair.prompt)
+    contexts = ["".join(f"{HUMAN_PREFIX if m.role == 'user' else ASSISTANT_PREFIX}{m.content}" for m in pair.prompt)
                 for pair in refusals]  # the HH transcript format the PM reads
     scores = filter_pm.score(contexts, [pair.rejected for pair in refusals])
     harmful = {id(pair) for pair, score in zip(refusals, scores, strict=True) if score < filter_pm.threshold}
