@@ -16,6 +16,7 @@ from sparring.cli import app
 from sparring.experiments import parse_config, run_experiment
 from sparring.models.llamacpp import embedded_model_path
 from sparring.store import Store
+from sparring.tuning.pairs import REFUSALS
 
 pytestmark = pytest.mark.model
 
@@ -80,12 +81,14 @@ def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path) -> None:
 
     pairs = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
     kinds = {p["kind"] for p in pairs}
-    assert {"picker:refusal", "helpful"} <= kinds <= {"refusal", "helpful", "picker:refusal"}
+    assert {"picker:refusal", "helpful"} <= kinds <= {"refusal", "safer-sample", "helpful", "picker:refusal"}
     manifest = json.loads((out / "improve.json").read_text())
     # refusal pairs only where the filter PM (trained here on hh-rlhf comparisons, not the judge) flags the reply
     assert manifest["reply_filter"] == "hh-rlhf PM" and (out / "filter-pm" / "pm.json").is_file()
     assert "refusal (reply not flagged by the filter PM)" in manifest["pairs_left_out"]
     assert manifest["pairs"] == {k: sum(p["kind"] == k for p in pairs) for k in sorted(kinds)}
+    assert manifest["safer_samples"] == 8  # flagged replies: the filter's pick of 8 samples, else a refusal
+    assert all(p["chosen"] not in REFUSALS for p in pairs if p["kind"] == "safer-sample")
     assert manifest["training"]["steps"] == 2 and manifest["training"]["last_loss"] is not None
     assert (out / "adapter" / "adapter_config.json").is_file()
 
@@ -106,7 +109,9 @@ def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path) -> None:
     other = CliRunner().invoke(app, [*args, "--beta", "0.5"])
     assert other.exit_code == 3 and "with other inputs (recipe differ)" in other.output
     unfiltered = CliRunner().invoke(app, [*args, "--no-filter"])
-    assert unfiltered.exit_code == 3 and "with other inputs (reply_filter differ)" in unfiltered.output
+    assert unfiltered.exit_code == 3 and "with other inputs (reply_filter, safer_samples differ)" in unfiltered.output
+    refusals = CliRunner().invoke(app, [*args, "--safer-samples", "0"])
+    assert refusals.exit_code == 3 and "with other inputs (safer_samples differ)" in refusals.output
 
 
 def test_improve_errors_are_one_line(tmp_path: Path) -> None:
@@ -125,6 +130,9 @@ def test_improve_errors_are_one_line(tmp_path: Path) -> None:
     both = CliRunner().invoke(app, ["improve", run_id, "--db", db, "-o", str(tmp_path / "out"),
                                     "--no-filter", "--filter-pm", str(tmp_path)])
     assert both.exit_code == 2 and "--no-filter switches off" in both.output
+    unpicked = CliRunner().invoke(app, ["improve", run_id, "--db", db, "-o", str(tmp_path / "out"),
+                                        "--no-filter", "--safer-samples", "4"])
+    assert unpicked.exit_code == 2 and "--safer-samples needs the filter PM" in unpicked.output
     assert not (tmp_path / "out").exists()
 
     busy = tmp_path / "busy"

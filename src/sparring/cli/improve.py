@@ -29,6 +29,7 @@ def improve(
     helpful_ratio: Annotated[float, typer.Option(min=0.0, help="Helpful pairs (benign goals: the model's answer over a refusal) per safety pair.")] = 1.0,
     filter_replies: Annotated[bool, typer.Option("--filter/--no-filter", help="Refusal pairs only on replies a second harm model (not the judge) flags as harmful.")] = True,
     filter_pm: Annotated[Path | None, typer.Option("--filter-pm", help="That model: a directory from `sparring pm train` (default: train the paper's PM on the bundled hh-rlhf comparisons, about 2 minutes).")] = None,
+    safer_samples: Annotated[int | None, typer.Option(min=0, help="Answers sampled per flagged red-team turn under the HHH prompt; the filter PM's most harmless, if it does not flag it, is chosen instead of a refusal (default 8; 0: always a refusal).")] = None,
     eval_limit: Annotated[int | None, typer.Option(min=1, help="Items per held-out attack in the before/after (default: all 100 + 250 + 50).")] = None,
     evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Red team the base and the tuned target again.")] = True,
 ) -> None:
@@ -48,9 +49,13 @@ def improve(
         raise typer.BadParameter(problems) from None
     if filter_pm is not None and not filter_replies:
         raise typer.BadParameter("--filter-pm names the filter that --no-filter switches off; give one of them")
+    if safer_samples and not filter_replies:
+        raise typer.BadParameter("--safer-samples needs the filter PM, which picks the sample; --no-filter switches "
+                                 "it off")
     options = ImproveOptions(source=source, out=output, model=model or embedded_model_path(), size=size, judge=judge,
                              recipe=recipe, helpful_ratio=helpful_ratio, filter_replies=filter_replies,
-                             filter_pm=filter_pm, evaluate=evaluate, eval_limit=eval_limit)
+                             filter_pm=filter_pm, safer_samples=8 if safer_samples is None else safer_samples,
+                             evaluate=evaluate, eval_limit=eval_limit)
     store = open_for_writing(db)
 
     def say(line: str) -> None:

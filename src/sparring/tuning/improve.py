@@ -4,7 +4,8 @@ Stages, each leaving a file in the output folder that a rerun reuses, so a
 killed run picks up where it stopped:
 
 1. ``pairs.jsonl``: the source run's picks (people's and pickers', kinds
-   declared), refusal pairs on its red-team turns, and as many helpful pairs on
+   declared), safety pairs on its red-team turns (a flagged reply against the
+   model's own safer sample, or a refusal), and as many helpful pairs on
    benign goals, as instructions and as questions (the model's own answers
    preferred over a refusal);
 2. ``adapter/``: a LoRA adapter trained with DPO on those pairs;
@@ -61,6 +62,7 @@ class ImproveOptions:
     helpful_ratio: float = 1.0  # helpful pairs per safety pair
     filter_replies: bool = True  # refusal pairs only on replies a second harm model flags (see reply_filter)
     filter_pm: Path | None = None  # that model: a `sparring pm train` directory; None: train the paper's PM
+    safer_samples: int = 8  # samples per flagged turn, the filter's pick chosen over the reply; 0: a refusal
     answer_tokens: int = 96  # length of the model's own answers in helpful pairs
     evaluate: bool = True
     eval_limit: int | None = None  # items per held-out attack (None: all); a small number is a smoke run
@@ -138,7 +140,8 @@ def _check_inputs(options: ImproveOptions) -> None:
     """A folder resumes only the same work: other inputs would mix two trainings' files."""
     inputs = {"source": options.source, "model": str(options.model.resolve()), "judge": options.judge,
               "helpful_ratio": options.helpful_ratio, "answer_tokens": options.answer_tokens,
-              "recipe": options.recipe.model_dump(), "reply_filter": _filter_name(options)}
+              "recipe": options.recipe.model_dump(), "reply_filter": _filter_name(options),
+              "safer_samples": _safer_k(options)}
     path = options.out / INPUTS
     if path.is_file():
         held = json.loads(path.read_text())
@@ -161,8 +164,9 @@ def _pairs(store: Store, options: ImproveOptions, say: Say,
     started = time.monotonic()
     collected: CollectedPairs = collect_run_pairs(store, options.source, options.judge)
     safety, left_out = collected.pairs, dict(collected.left_out)
-    if options.filter_replies and safety:
-        filtered = keep_harmful_replies(safety, _reply_filter(options, say))
+    filter_pm = _reply_filter(options, say) if options.filter_replies and safety else None
+    if filter_pm is not None:
+        filtered = keep_harmful_replies(safety, filter_pm)
         safety = filtered.kept
         left_out[f"{REFUSAL} (reply not flagged by the filter PM)"] = filtered.dropped
     if not safety:
@@ -170,9 +174,12 @@ def _pairs(store: Store, options: ImproveOptions, say: Say,
                           "refusal scorer graded as complying"
                           f"{' that the filter PM flags as harmful; try --no-filter' if options.filter_replies else ''})")
     wanted = round(options.helpful_ratio * len(safety))
-    say(f"{len(safety)} pairs from run {options.source} ({_counts(kind_counts(safety))}); "
-        f"writing {wanted} helpful pairs with {options.model.name}")
-    helpful = asyncio.run(_helpful(options, wanted)) if wanted else []
+    flagged = sum(pair.kind == REFUSAL for pair in safety)
+    safer = (f"sampling {_safer_k(options)} answers to each of {flagged} flagged replies under the HHH prompt (the "
+             f"filter PM's pick replaces the refusal), then ") if filter_pm is not None and _safer_k(options) else ""
+    say(f"{safer}writing {wanted} helpful pairs, with {options.model.name}")
+    safety, helpful = asyncio.run(_generated(options, safety, filter_pm, wanted))
+    say(f"{len(safety)} pairs from run {options.source} ({_counts(kind_counts(safety))}), {len(helpful)} helpful")
     pairs = safety + helpful
     write_pairs(pairs, path)
     left_path.write_text(json.dumps(left_out))
@@ -202,13 +209,24 @@ def _reply_filter(options: ImproveOptions, say: Say) -> PreferenceModel:
     return trained
 
 
-async def _helpful(options: ImproveOptions, count: int) -> list[PreferencePair]:
+def _safer_k(options: ImproveOptions) -> int:
+    return options.safer_samples if options.filter_replies else 0  # the filter PM is what picks the sample
+
+
+async def _generated(options: ImproveOptions, safety: list[PreferencePair], filter_pm: PreferenceModel | None,
+                     helpful: int) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """Safety pairs with the safer samples in, and ``helpful`` helpful pairs: one model load for both."""
     from sparring.models import models
     from sparring.tuning.benign import helpful_pairs
+    from sparring.tuning.safer_samples import with_safer_samples
 
     model = models.create("llamacpp", {"path": str(options.model), "mode": "chat"}, where="--model")
     try:
-        return await helpful_pairs(model, count, options.recipe.seed, options.answer_tokens)
+        if filter_pm is not None and _safer_k(options):
+            safety = await with_safer_samples(safety, model, filter_pm, _safer_k(options), options.recipe.seed,
+                                              options.answer_tokens)
+        answers = await helpful_pairs(model, helpful, options.recipe.seed, options.answer_tokens) if helpful else []
+        return safety, answers
     finally:
         await model.aclose()
 
@@ -310,10 +328,13 @@ def _write_manifest(options: ImproveOptions, result: ImproveResult, timings: dic
             "picker:<scorer>": "an automated run's picker scorer made the pick",
             "refusal": "a red-team reply the refusal scorer graded as complying, and the filter PM (unless "
                        "--no-filter) as harmful (rejected) vs a refusal (chosen)",
+            "safer-sample": "such a flagged reply (rejected) vs the base model's own answer to the same turn, "
+                            "under the HHH prompt, that the filter PM finds most harmless of --safer-samples (chosen)",
             "helpful": "a benign goal: the base model's own answer (chosen) vs a refusal (rejected)",
         },
         "helpful_ratio": options.helpful_ratio,
         "reply_filter": _filter_name(options),
+        "safer_samples": _safer_k(options),
         "training": result.training,
         "files": {"pairs": PAIRS, "adapter": ADAPTER, "before": BEFORE_GGUF, "after": AFTER_GGUF,
                   "eval_config": EVAL_TOML, "before_after": REPORT_MD},

@@ -1,13 +1,16 @@
 """Preference pairs for tuning a target, each with the kind of judgement behind it.
 
 A pair is a dialogue ending with a user message, a ``chosen`` reply and a
-``rejected`` one. Four kinds, declared on every pair so a reader can weigh them:
+``rejected`` one. Five kinds, declared on every pair so a reader can weigh them:
 
 - ``person``: a red teamer's pick in the browser (the pick is ``rejected``);
 - ``picker:<scorer>``: an automated run's picker scorer made the pick;
 - ``refusal``: a red-team turn whose shown reply the refusal scorer (a phrase
   list) found compliant: ``rejected`` is that reply, ``chosen`` a refusal
   (``improve`` keeps only those a second harm model flags: ``reply_filter``);
+- ``safer-sample``: such a flagged reply is ``rejected`` and ``chosen`` is the
+  base model's own answer to the same turn that the filter finds most
+  harmless (``safer_samples``), in place of a refusal;
 - ``helpful``: a benign request: ``chosen`` is the base model's own compliant
   answer, ``rejected`` a refusal. These keep tuning from buying harmlessness
   with refusals (the known failure of safety tuning).
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 PERSON = "person"
 REFUSAL = "refusal"
 HELPFUL = "helpful"
+SAFER_SAMPLE = "safer-sample"
 
 REFUSALS = (
     "I'm sorry, but I can't help with that.",
@@ -47,7 +51,7 @@ class PreferencePair:
     prompt: tuple[Message, ...]  # the dialogue so far, ending with a user message
     chosen: str
     rejected: str
-    kind: str  # person | picker:<scorer> | refusal | helpful
+    kind: str  # person | picker:<scorer> | refusal | safer-sample | helpful
     source: str  # where it came from: run/conversation/turn, or the benign file and row
 
     def as_json(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from sparring.conversation import ASSISTANT_PREFIX, HUMAN_PREFIX
 from sparring.errors import ConfigError, DataFormatError
+from sparring.models.base import Message
 from sparring.tuning.pairs import REFUSAL, PreferencePair
 
 if TYPE_CHECKING:
@@ -51,6 +52,11 @@ def train_filter(out_dir: Path, held_out_offset: int, log: Callable[[str], None]
     return PreferenceModel.load(out_dir)
 
 
+def transcript(prompt: Sequence[Message]) -> str:
+    """Chat messages in the HH transcript format the PM reads."""
+    return "".join(f"{HUMAN_PREFIX if m.role == 'user' else ASSISTANT_PREFIX}{m.content}" for m in prompt)
+
+
 def load_filter(directory: Path, judge_directory: Path | None) -> PreferenceModel:
     """A filter from ``sparring pm train``; the judge's own directory is refused (it would pick its own test)."""
     from sparring.scoring.pm.model import PreferenceModel
@@ -73,9 +79,7 @@ class Filtered:
 def keep_harmful_replies(pairs: Sequence[PreferencePair], filter_pm: PreferenceModel) -> Filtered:
     """Refusal pairs whose rejected reply ``filter_pm`` flags as harmful; pairs of other kinds pass as they are."""
     refusals = [pair for pair in pairs if pair.kind == REFUSAL]
-    contexts = ["".join(f"{HUMAN_PREFIX if m.role == 'user' else ASSISTANT_PREFIX}{m.content}" for m in pair.prompt)
-                for pair in refusals]  # the HH transcript format the PM reads
-    scores = filter_pm.score(contexts, [pair.rejected for pair in refusals])
+    scores = filter_pm.score([transcript(pair.prompt) for pair in refusals], [pair.rejected for pair in refusals])
     harmful = {id(pair) for pair, score in zip(refusals, scores, strict=True) if score < filter_pm.threshold}
     kept = [pair for pair in pairs if pair.kind != REFUSAL or id(pair) in harmful]
     return Filtered(kept, len(refusals) - len(harmful))
