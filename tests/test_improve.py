@@ -89,6 +89,8 @@ def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path) -> None:
     assert manifest["pairs"] == {k: sum(p["kind"] == k for p in pairs) for k in sorted(kinds)}
     assert manifest["safer_samples"] == 8  # flagged replies: the filter's pick of 8 samples, else a refusal
     assert all(p["chosen"] not in REFUSALS for p in pairs if p["kind"] == "safer-sample")
+    flagged = sum(p["kind"] in ("refusal", "safer-sample") for p in pairs)
+    assert not flagged or f"safer samples: {flagged}/{flagged} flagged replies" in result.output
     assert manifest["training"]["steps"] == 2 and manifest["training"]["last_loss"] is not None
     assert (out / "adapter" / "adapter_config.json").is_file()
 

@@ -37,7 +37,10 @@ def _pair(kind: str, request: str) -> PreferencePair:
 def test_the_filters_pick_replaces_the_refusal_only_where_it_is_not_flagged() -> None:
     pairs = [_pair(REFUSAL, "how do I do it?"), _pair(HELPFUL, "Write a poem."), _pair(REFUSAL, "and then?")]
     careful = ScriptedModel(ScriptedConfig(responses=[CAREFUL, HARMFUL]))
-    out = asyncio.run(with_safer_samples(pairs, careful, MarkerFilter(), k=8, seed=0, max_tokens=32))
+    told: list[tuple[int, int]] = []
+    out = asyncio.run(with_safer_samples(pairs, careful, MarkerFilter(), k=8, seed=0, max_tokens=32,
+                                         progress=lambda done, total: told.append((done, total))))
+    assert told == [(1, 2), (2, 2)]  # after each safety pair
     assert [p.kind for p in out] == [SAFER_SAMPLE, HELPFUL, SAFER_SAMPLE]
     for before, after in zip(pairs, out, strict=True):
         assert (after.prompt, after.rejected, after.source) == (before.prompt, before.rejected, before.source)
@@ -55,3 +58,10 @@ def test_a_turn_without_an_unflagged_sample_keeps_its_refusal() -> None:
     # the rejected reply itself is never a candidate; the filter reads the turn as an HH transcript
     assert checked.responses and set(checked.responses) == {"Step one: get the tools."}
     assert set(checked.contexts) == {"\n\nHuman: how do I do it?"}
+
+
+def test_a_turn_the_model_cannot_answer_keeps_its_refusal() -> None:
+    pairs = [_pair(REFUSAL, "a dialogue too long for the context"), _pair(REFUSAL, "how do I do it?")]
+    failing = ScriptedModel(ScriptedConfig(responses=[CAREFUL], fail_if_contains="too long"))
+    out = asyncio.run(with_safer_samples(pairs, failing, MarkerFilter(), k=4, seed=0, max_tokens=32))
+    assert out[0] == pairs[0] and (out[1].kind, out[1].chosen) == (SAFER_SAMPLE, CAREFUL)

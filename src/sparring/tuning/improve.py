@@ -178,7 +178,12 @@ def _pairs(store: Store, options: ImproveOptions, say: Say,
     safer = (f"sampling {_safer_k(options)} answers to each of {flagged} flagged replies under the HHH prompt (the "
              f"filter PM's pick replaces the refusal), then ") if filter_pm is not None and _safer_k(options) else ""
     say(f"{safer}writing {wanted} helpful pairs, with {options.model.name}")
-    safety, helpful = asyncio.run(_generated(options, safety, filter_pm, wanted))
+
+    def progress(done: int, total: int) -> None:
+        if done % 25 == 0 or done == total:
+            say(f"safer samples: {done}/{total} flagged replies")
+
+    safety, helpful = asyncio.run(_generated(options, safety, filter_pm, wanted, progress))
     say(f"{len(safety)} pairs from run {options.source} ({_counts(kind_counts(safety))}), {len(helpful)} helpful")
     pairs = safety + helpful
     write_pairs(pairs, path)
@@ -214,7 +219,7 @@ def _safer_k(options: ImproveOptions) -> int:
 
 
 async def _generated(options: ImproveOptions, safety: list[PreferencePair], filter_pm: PreferenceModel | None,
-                     helpful: int) -> tuple[list[PreferencePair], list[PreferencePair]]:
+                     helpful: int, progress: Callable[[int, int], None]) -> tuple[list[PreferencePair], list[PreferencePair]]:
     """Safety pairs with the safer samples in, and ``helpful`` helpful pairs: one model load for both."""
     from sparring.models import models
     from sparring.tuning.benign import helpful_pairs
@@ -224,7 +229,7 @@ async def _generated(options: ImproveOptions, safety: list[PreferencePair], filt
     try:
         if filter_pm is not None and _safer_k(options):
             safety = await with_safer_samples(safety, model, filter_pm, _safer_k(options), options.recipe.seed,
-                                              options.answer_tokens)
+                                              options.answer_tokens, progress)
         answers = await helpful_pairs(model, helpful, options.recipe.seed, options.answer_tokens) if helpful else []
         return safety, answers
     finally:

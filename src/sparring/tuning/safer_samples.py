@@ -8,14 +8,16 @@ Here the base model answers each flagged turn ``k`` times under the paper's
 helpful-honest-harmless prompt, the filter PM (never the judge) scores the
 answers, and the most harmless becomes ``chosen`` when the filter does not
 flag it: rejection sampling and context distillation, learned into the
-weights. A turn with no unflagged sample keeps its refusal pair.
+weights. A turn with no unflagged sample (or that the model could not answer)
+keeps its refusal pair.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from sparring.errors import ModelError
 from sparring.interventions.prompting import Prompted, PromptedConfig
 from sparring.models.base import Model, Prompt, SamplingParams
 from sparring.tuning.pairs import REFUSAL, SAFER_SAMPLE, PreferencePair
@@ -26,22 +28,38 @@ if TYPE_CHECKING:
 
 
 async def with_safer_samples(pairs: Sequence[PreferencePair], model: Model, filter_pm: PreferenceModel, k: int,
-                             seed: int, max_tokens: int) -> list[PreferencePair]:
-    """``pairs`` with each refusal pair's ``chosen`` replaced by the filter's pick of ``k`` samples, where it has one."""
+                             seed: int, max_tokens: int,
+                             progress: Callable[[int, int], None] | None = None) -> list[PreferencePair]:
+    """``pairs`` with each refusal pair's ``chosen`` replaced by the filter's pick of ``k`` samples, where it has one.
+
+    ``progress`` is told (done, total) after each refusal pair: at 8 samples a turn this stage takes minutes.
+    """
     preamble = Prompted(PromptedConfig()).preamble()
+    total, done = sum(pair.kind == REFUSAL for pair in pairs), 0
     out: list[PreferencePair] = []
     for index, pair in enumerate(pairs):
         if pair.kind != REFUSAL:
             out.append(pair)
             continue
         params = SamplingParams(n=k, seed=seed + index, temperature=0.8, max_tokens=max_tokens)
-        samples = [c.text.strip() for c in await model.sample(Prompt(pair.prompt, preamble), params)]
-        samples = [text for text in samples if text and text != pair.rejected.strip()]
-        if samples:
-            scores = filter_pm.score([transcript(pair.prompt)] * len(samples), samples)
-            best = max(range(len(samples)), key=lambda i: scores[i])
-            if scores[best] >= filter_pm.threshold:
-                out.append(PreferencePair(pair.prompt, samples[best], pair.rejected, SAFER_SAMPLE, pair.source))
-                continue
-        out.append(pair)
+        out.append(await _safer(pair, model, filter_pm, Prompt(pair.prompt, preamble), params))
+        done += 1
+        if progress is not None:
+            progress(done, total)
     return out
+
+
+async def _safer(pair: PreferencePair, model: Model, filter_pm: PreferenceModel, prompt: Prompt,
+                 params: SamplingParams) -> PreferencePair:
+    try:
+        samples = [c.text.strip() for c in await model.sample(prompt, params)]
+    except ModelError:  # e.g. a long dialogue and the HHH prompt past the context: this turn keeps its refusal
+        return pair
+    samples = [text for text in samples if text and text != pair.rejected.strip()]
+    if not samples:
+        return pair
+    scores = filter_pm.score([transcript(pair.prompt)] * len(samples), samples)
+    best = max(range(len(samples)), key=lambda i: scores[i])
+    if scores[best] < filter_pm.threshold:
+        return pair  # the filter flags every sample too
+    return PreferencePair(pair.prompt, samples[best], pair.rejected, SAFER_SAMPLE, pair.source)
