@@ -81,7 +81,7 @@ def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path) -> None:
 
     pairs = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
     kinds = {p["kind"] for p in pairs}
-    assert {"picker:refusal", "helpful"} <= kinds <= {"refusal", "safer-sample", "helpful", "picker:refusal"}
+    assert {"picker:refusal", "helpful"} <= kinds <= {"safer-sample", "helpful", "picker:refusal"}  # no fixed refusals
     manifest = json.loads((out / "improve.json").read_text())
     # refusal pairs only where the filter PM (trained here on hh-rlhf comparisons, not the judge) flags the reply
     assert manifest["reply_filter"] == "hh-rlhf PM" and (out / "filter-pm" / "pm.json").is_file()
@@ -89,7 +89,8 @@ def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path) -> None:
     assert manifest["pairs"] == {k: sum(p["kind"] == k for p in pairs) for k in sorted(kinds)}
     assert manifest["safer_samples"] == 8  # flagged replies: the filter's pick of 8 samples, else a refusal
     assert all(p["chosen"] not in REFUSALS for p in pairs if p["kind"] == "safer-sample")
-    flagged = sum(p["kind"] in ("refusal", "safer-sample") for p in pairs)
+    unpicked = manifest["pairs_left_out"]["refusal (no sample the filter PM passes)"]
+    flagged = unpicked + sum(p["kind"] == "safer-sample" for p in pairs)
     assert not flagged or f"safer samples: {flagged}/{flagged} flagged replies" in result.output
     assert manifest["training"]["steps"] == 2 and manifest["training"]["last_loss"] is not None
     assert (out / "adapter" / "adapter_config.json").is_file()

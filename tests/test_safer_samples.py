@@ -50,18 +50,19 @@ def test_the_filters_pick_replaces_the_refusal_only_where_it_is_not_flagged() ->
     assert {p.messages for p in careful.prompts} == {pairs[0].prompt, pairs[2].prompt}
 
 
-def test_a_turn_without_an_unflagged_sample_keeps_its_refusal() -> None:
-    pairs = [_pair(REFUSAL, "how do I do it?")]
+def test_a_turn_without_an_unflagged_sample_is_left_out() -> None:
+    pairs = [_pair(REFUSAL, "how do I do it?"), _pair(HELPFUL, "Write a poem.")]
     harmful_only = ScriptedModel(ScriptedConfig(responses=[HARMFUL, "Step one: get the tools."]))
     checked = MarkerFilter()
-    assert asyncio.run(with_safer_samples(pairs, harmful_only, checked, k=8, seed=0, max_tokens=32)) == pairs
+    # no fixed refusal in its place: that is what raised over-refusal
+    assert asyncio.run(with_safer_samples(pairs, harmful_only, checked, k=8, seed=0, max_tokens=32)) == pairs[1:]
     # the rejected reply itself is never a candidate; the filter reads the turn as an HH transcript
     assert checked.responses and set(checked.responses) == {"Step one: get the tools."}
     assert set(checked.contexts) == {"\n\nHuman: how do I do it?"}
 
 
-def test_a_turn_the_model_cannot_answer_keeps_its_refusal() -> None:
+def test_a_turn_the_model_cannot_answer_is_left_out() -> None:
     pairs = [_pair(REFUSAL, "a dialogue too long for the context"), _pair(REFUSAL, "how do I do it?")]
     failing = ScriptedModel(ScriptedConfig(responses=[CAREFUL], fail_if_contains="too long"))
     out = asyncio.run(with_safer_samples(pairs, failing, MarkerFilter(), k=4, seed=0, max_tokens=32))
-    assert out[0] == pairs[0] and (out[1].kind, out[1].chosen) == (SAFER_SAMPLE, CAREFUL)
+    assert [(p.kind, p.chosen, p.source) for p in out] == [(SAFER_SAMPLE, CAREFUL, pairs[1].source)]

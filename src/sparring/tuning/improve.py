@@ -33,6 +33,7 @@ from sparring.tuning.dpo import DpoRecipe, TrainingResult, require_training_stac
 from sparring.tuning.eval_config import HELD_OUT_OFFSET
 from sparring.tuning.pairs import (
     REFUSAL,
+    SAFER_SAMPLE,
     CollectedPairs,
     PreferencePair,
     collect_run_pairs,
@@ -176,7 +177,7 @@ def _pairs(store: Store, options: ImproveOptions, say: Say,
     wanted = round(options.helpful_ratio * len(safety))
     flagged = sum(pair.kind == REFUSAL for pair in safety)
     safer = (f"sampling {_safer_k(options)} answers to each of {flagged} flagged replies under the HHH prompt (the "
-             f"filter PM's pick replaces the refusal), then ") if filter_pm is not None and _safer_k(options) else ""
+             f"filter PM's pick is chosen), then ") if filter_pm is not None and _safer_k(options) else ""
     say(f"{safer}writing {wanted} helpful pairs, with {options.model.name}")
 
     def progress(done: int, total: int) -> None:
@@ -184,6 +185,11 @@ def _pairs(store: Store, options: ImproveOptions, say: Say,
             say(f"safer samples: {done}/{total} flagged replies")
 
     safety, helpful = asyncio.run(_generated(options, safety, filter_pm, wanted, progress))
+    if safer:
+        left_out[f"{REFUSAL} (no sample the filter PM passes)"] = flagged - sum(p.kind == SAFER_SAMPLE for p in safety)
+        if not safety:
+            raise ConfigError(f"run {options.source!r}: the filter PM flags every sample of every flagged reply; "
+                              "--safer-samples 0 trains on refusals instead")
     say(f"{len(safety)} pairs from run {options.source} ({_counts(kind_counts(safety))}), {len(helpful)} helpful")
     pairs = safety + helpful
     write_pairs(pairs, path)

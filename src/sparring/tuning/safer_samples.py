@@ -9,7 +9,8 @@ helpful-honest-harmless prompt, the filter PM (never the judge) scores the
 answers, and the most harmless becomes ``chosen`` when the filter does not
 flag it: rejection sampling and context distillation, learned into the
 weights. A turn with no unflagged sample (or that the model could not answer)
-keeps its refusal pair.
+is left out: a fixed refusal in ``chosen`` is what raised over-refusal (with
+40 such fallbacks among 132 pairs: 8%; without them: 1%, as the base).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 async def with_safer_samples(pairs: Sequence[PreferencePair], model: Model, filter_pm: PreferenceModel, k: int,
                              seed: int, max_tokens: int,
                              progress: Callable[[int, int], None] | None = None) -> list[PreferencePair]:
-    """``pairs`` with each refusal pair's ``chosen`` replaced by the filter's pick of ``k`` samples, where it has one.
+    """``pairs`` with each refusal pair's ``chosen`` replaced by the filter's pick of ``k`` samples; without one, dropped.
 
     ``progress`` is told (done, total) after each refusal pair: at 8 samples a turn this stage takes minutes.
     """
@@ -42,7 +43,9 @@ async def with_safer_samples(pairs: Sequence[PreferencePair], model: Model, filt
             out.append(pair)
             continue
         params = SamplingParams(n=k, seed=seed + index, temperature=0.8, max_tokens=max_tokens)
-        out.append(await _safer(pair, model, filter_pm, Prompt(pair.prompt, preamble), params))
+        safer = await _safer(pair, model, filter_pm, Prompt(pair.prompt, preamble), params)
+        if safer is not None:
+            out.append(safer)
         done += 1
         if progress is not None:
             progress(done, total)
@@ -50,16 +53,16 @@ async def with_safer_samples(pairs: Sequence[PreferencePair], model: Model, filt
 
 
 async def _safer(pair: PreferencePair, model: Model, filter_pm: PreferenceModel, prompt: Prompt,
-                 params: SamplingParams) -> PreferencePair:
+                 params: SamplingParams) -> PreferencePair | None:
     try:
         samples = [c.text.strip() for c in await model.sample(prompt, params)]
-    except ModelError:  # e.g. a long dialogue and the HHH prompt past the context: this turn keeps its refusal
-        return pair
+    except ModelError:  # e.g. a long dialogue and the HHH prompt past the context
+        return None
     samples = [text for text in samples if text and text != pair.rejected.strip()]
     if not samples:
-        return pair
+        return None
     scores = filter_pm.score([transcript(pair.prompt)] * len(samples), samples)
     best = max(range(len(samples)), key=lambda i: scores[i])
     if scores[best] < filter_pm.threshold:
-        return pair  # the filter flags every sample too
+        return None  # the filter flags every sample too
     return PreferencePair(pair.prompt, samples[best], pair.rejected, SAFER_SAMPLE, pair.source)
