@@ -87,7 +87,7 @@ def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path) -> None:
     assert manifest["reply_filter"] == "hh-rlhf PM" and (out / "filter-pm" / "pm.json").is_file()
     assert "refusal (reply not flagged by the filter PM)" in manifest["pairs_left_out"]
     assert manifest["pairs"] == {k: sum(p["kind"] == k for p in pairs) for k in sorted(kinds)}
-    assert manifest["safer_samples"] == 8  # flagged replies: the filter's pick of 8 samples, else a refusal
+    assert manifest["safer_samples"] == 8  # flagged replies: the filter's pick of 8 samples, else left out
     assert all(p["chosen"] not in REFUSALS for p in pairs if p["kind"] == "safer-sample")
     unpicked = manifest["pairs_left_out"]["refusal (no sample the filter PM passes)"]
     flagged = unpicked + sum(p["kind"] == "safer-sample" for p in pairs)

@@ -54,7 +54,7 @@ def improve(
                                  "it off")
     options = ImproveOptions(source=source, out=output, model=model or embedded_model_path(), size=size, judge=judge,
                              recipe=recipe, helpful_ratio=helpful_ratio, filter_replies=filter_replies,
-                             filter_pm=filter_pm, safer_samples=8 if safer_samples is None else safer_samples,
+                             filter_pm=filter_pm, safer_samples=ImproveOptions.safer_samples if safer_samples is None else safer_samples,
                              evaluate=evaluate, eval_limit=eval_limit)
     store = open_for_writing(db)
 
