@@ -109,6 +109,11 @@ def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
     assert f"reusing {out / 'pairs.jsonl'}" in again.output and "reusing the adapter" in again.output
     assert (out / "after.gguf").read_bytes() == after
+    # the rerun only evaluated; the stages it reused keep the seconds of the run that did them
+    rerun = json.loads((out / "improve.json").read_text())["seconds"]
+    assert {"pairs_s", "training_s", "gguf_s", "evaluation_s"} <= rerun.keys()
+    assert {k: rerun[k] for k in ("pairs_s", "training_s", "gguf_s")} == {
+        k: manifest["seconds"][k] for k in ("pairs_s", "training_s", "gguf_s")}
     other = CliRunner().invoke(app, [*args, "--beta", "0.5"])
     assert other.exit_code == 3 and "with other inputs (recipe differ)" in other.output
     unfiltered = CliRunner().invoke(app, [*args, "--no-filter"])

@@ -155,3 +155,22 @@ def test_benign_goals_are_asked_as_written_and_as_questions() -> None:
     assert {p.prompt[0].content for p in pairs if p not in asked} == written
     assert all(p.prompt[0].content.endswith("?") and p.prompt[0].content not in written for p in asked)
     assert all(p.chosen == COMPLY and p.rejected in REFUSALS for p in pairs)
+
+
+def test_the_full_evaluation_holds_every_held_out_opening_and_none_of_the_source_example() -> None:
+    """300 openings exist past the held-out offset (a short split would quietly shrink the test's power),
+    and the example source run replays only dialogues before it."""
+    import tomllib
+
+    from sparring.attacks import attacks
+    from sparring.tuning.eval_config import HELD_OUT_OFFSET, HELD_OUT_OPENINGS
+
+    toml = eval_config("full", Path("before.gguf"), Path("after.gguf"), "135M", judge="pm")
+    harmful = next(a for a in tomllib.loads(toml)["attacks"] if a["name"] == "harmful")
+    assert harmful["limit"] == HELD_OUT_OPENINGS == 300
+    held_out = attacks.create("hh-rlhf", {"offset": HELD_OUT_OFFSET, "limit": HELD_OUT_OPENINGS}, where="test")
+    assert len(list(held_out.items())) == HELD_OUT_OPENINGS
+    source = tomllib.loads((Path(__file__).parents[1] / "examples" / "improve-source.toml").read_text())
+    replayed = next(a for a in source["attacks"] if a["kind"] == "hh-rlhf")
+    replayed_items = attacks.create("hh-rlhf", {k: v for k, v in replayed.items() if k != "kind"}, where="example")
+    assert not {i.id for i in replayed_items.items()} & {i.id for i in held_out.items()}

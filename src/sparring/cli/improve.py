@@ -11,6 +11,9 @@ from rich.markup import escape
 from sparring.cli.options import DbOption, open_for_writing
 from sparring.cli.progress import RunProgress
 from sparring.terminal import console, err
+from sparring.tuning.dpo import DpoRecipe
+
+_RECIPE = DpoRecipe.model_fields  # the options' defaults are the recipe's, so they cannot drift apart
 
 
 def improve(
@@ -20,24 +23,23 @@ def improve(
     model: Annotated[Path | None, typer.Option("--model", help="GGUF to tune (a LLaMA-family model); default: the embedded SmolLM2-135M-Instruct.")] = None,
     size: Annotated[str, typer.Option(help="Size label of the tuned model in tables and Figure 1.")] = "135M",
     judge: Annotated[str, typer.Option(help="Scorer that measures the before/after; pairs it picked are left out of training.")] = "pm",
-    epochs: Annotated[float, typer.Option(min=0.01, help="Passes over the pairs.")] = 2.0,
-    steps: Annotated[int, typer.Option(min=0, help="Optimizer steps instead of epochs (0: use --epochs); a few make a smoke run.")] = 0,
-    learning_rate: Annotated[float, typer.Option(min=0.0, help="LoRA learning rate.")] = 2e-4,
-    beta: Annotated[float, typer.Option(min=0.0, help="DPO's beta: how far the policy may move from the base.")] = 0.1,
-    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per optimizer step.")] = 8,
-    nll_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the chosen reply's likelihood term (RPO); 0: plain DPO.")] = 1.0,
+    epochs: Annotated[float, typer.Option(min=0.01, help="Passes over the pairs.")] = _RECIPE["epochs"].default,
+    steps: Annotated[int, typer.Option(min=0, help="Optimizer steps instead of epochs (0: use --epochs); a few make a smoke run.")] = _RECIPE["steps"].default,
+    learning_rate: Annotated[float, typer.Option(min=0.0, help="LoRA learning rate.")] = _RECIPE["learning_rate"].default,
+    beta: Annotated[float, typer.Option(min=0.0, help="DPO's beta: how far the policy may move from the base.")] = _RECIPE["beta"].default,
+    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per optimizer step.")] = _RECIPE["batch_size"].default,
+    nll_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the chosen reply's likelihood term (RPO); 0: plain DPO.")] = _RECIPE["nll_weight"].default,
     helpful_ratio: Annotated[float, typer.Option(min=0.0, help="Helpful pairs (benign goals: the model's answer over a refusal) per safety pair.")] = 1.0,
     filter_replies: Annotated[bool, typer.Option("--filter/--no-filter", help="Refusal pairs only on replies a second harm model (not the judge) flags as harmful.")] = True,
     filter_pm: Annotated[Path | None, typer.Option("--filter-pm", help="That model: a directory from `sparring pm train` (default: train the paper's PM on the bundled hh-rlhf comparisons, about 2 minutes).")] = None,
     safer_samples: Annotated[int | None, typer.Option(min=0, help="Answers sampled per flagged red-team turn under the HHH prompt; the filter PM's most harmless, if it does not flag it, is chosen instead of a refusal (default 8; 0: always a refusal).")] = None,
-    eval_limit: Annotated[int | None, typer.Option(min=1, help="Items per held-out attack in the before/after (default: all 100 + 250 + 50).")] = None,
+    eval_limit: Annotated[int | None, typer.Option(min=1, help="Items per held-out attack in the before/after (default: all: 300 red-team openings, 100 harmful goals, 250 safe prompts, 50 benign goals).")] = None,
     evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Red team the base and the tuned target again.")] = True,
 ) -> None:
     """Fine-tune the target with DPO + LoRA on a run's pairs, write it as GGUF, and measure before/after on held-out attacks."""
     from pydantic import ValidationError
 
     from sparring.models.llamacpp import embedded_model_path
-    from sparring.tuning.dpo import DpoRecipe
     from sparring.tuning.improve import AFTER_GGUF, REPORT_MD, ImproveOptions
     from sparring.tuning.improve import improve as run_improve
 

@@ -36,7 +36,7 @@ class DpoRecipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    epochs: float = Field(2.0, gt=0, description="passes over the pairs (ignored when steps > 0)")
+    epochs: float = Field(3.0, gt=0, description="passes over the pairs (ignored when steps > 0)")
     steps: int = Field(0, ge=0, description="optimizer steps; 0: as many as the epochs take")
     learning_rate: float = Field(2e-4, gt=0)
     beta: float = Field(0.1, gt=0, description="DPO's KL strength: lower lets the policy move further from the base")

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sparring.errors import ConfigError, OutputError
 from sparring.tuning.before_after import BeforeAfter, before_after, markdown
 from sparring.tuning.dpo import DpoRecipe, TrainingResult, require_training_stack, train_dpo
-from sparring.tuning.eval_config import HELD_OUT_OFFSET
+from sparring.tuning.eval_config import HELD_OUT_OFFSET, HELD_OUT_OPENINGS
 from sparring.tuning.pairs import (
     REFUSAL,
     SAFER_SAMPLE,
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 PAIRS, ADAPTER, BEFORE_GGUF, AFTER_GGUF = "pairs.jsonl", "adapter", "before.gguf", "after.gguf"
 EVAL_TOML, REPORT_JSON, REPORT_MD, MANIFEST = "eval.toml", "before_after.json", "before_after.md", "improve.json"
-INPUTS, LOCK = "inputs.json", ".improve.lock"
+INPUTS, LOCK, TIMINGS = "inputs.json", ".improve.lock", "timings.json"
 
 
 @dataclass
@@ -126,14 +126,13 @@ def _only_writer(out: Path) -> Iterator[None]:
 
 def _improve(store: Store, options: ImproveOptions, say: Say, progress: EvalProgress | None) -> ImproveResult:
     _check_inputs(options)
-    timings: dict[str, float] = {}
-    pairs, left_out = _pairs(store, options, say, timings)
-    training = _adapter(pairs, options, say, timings)
-    before, after = _gguf_files(options, say, timings)
+    pairs, left_out = _pairs(store, options, say)
+    training = _adapter(pairs, options, say)
+    before, after = _gguf_files(options, say)
     result = ImproveResult(kind_counts(pairs), left_out, training, after)
     if options.evaluate:
-        result.eval_run, result.table = _evaluate(store, options, before, after, say, progress, timings)
-    _write_manifest(options, result, timings)
+        result.eval_run, result.table = _evaluate(store, options, before, after, say, progress)
+    _write_manifest(options, result)
     return result
 
 
@@ -154,8 +153,7 @@ def _check_inputs(options: ImproveOptions) -> None:
         path.write_text(json.dumps(inputs, indent=2))
 
 
-def _pairs(store: Store, options: ImproveOptions, say: Say,
-           timings: dict[str, float]) -> tuple[list[PreferencePair], dict[str, int]]:
+def _pairs(store: Store, options: ImproveOptions, say: Say) -> tuple[list[PreferencePair], dict[str, int]]:
     path = options.out / PAIRS
     left_path = options.out / "pairs_left_out.json"
     if path.is_file():
@@ -194,7 +192,7 @@ def _pairs(store: Store, options: ImproveOptions, say: Say,
     pairs = safety + helpful
     write_pairs(pairs, path)
     left_path.write_text(json.dumps(left_out))
-    timings["pairs_s"] = round(time.monotonic() - started, 1)
+    _record_seconds(options.out, "pairs_s", time.monotonic() - started)
     return pairs, left_out
 
 
@@ -242,8 +240,7 @@ async def _generated(options: ImproveOptions, safety: list[PreferencePair], filt
         await model.aclose()
 
 
-def _adapter(pairs: list[PreferencePair], options: ImproveOptions, say: Say,
-             timings: dict[str, float]) -> dict[str, Any]:
+def _adapter(pairs: list[PreferencePair], options: ImproveOptions, say: Say) -> dict[str, Any]:
     adapter = options.out / ADAPTER
     record = adapter / "training.json"
     if record.is_file():
@@ -258,12 +255,12 @@ def _adapter(pairs: list[PreferencePair], options: ImproveOptions, say: Say,
 
         shutil.rmtree(adapter)
     partial.replace(adapter)
-    timings["training_s"] = round(result.seconds, 1)
+    _record_seconds(options.out, "training_s", result.seconds)
     out: dict[str, Any] = json.loads(record.read_text())
     return out
 
 
-def _gguf_files(options: ImproveOptions, say: Say, timings: dict[str, float]) -> tuple[Path, Path]:
+def _gguf_files(options: ImproveOptions, say: Say) -> tuple[Path, Path]:
     """The base and the tuned network through the same GGUF path; the base is loaded once for both."""
     from sparring.tuning.dpo import load_gguf, merge_adapter
     from sparring.tuning.gguf_export import write_tuned_gguf
@@ -279,12 +276,12 @@ def _gguf_files(options: ImproveOptions, say: Say, timings: dict[str, float]) ->
     if not after.is_file():
         say(f"writing {after} (the adapter merged into the weights)")
         write_tuned_gguf(merge_adapter(model, options.out / ADAPTER), options.model, after)
-    timings["gguf_s"] = round(time.monotonic() - started, 1)
+    _record_seconds(options.out, "gguf_s", time.monotonic() - started)
     return before, after
 
 
 def _evaluate(store: Store, options: ImproveOptions, before: Path, after: Path, say: Say,
-              progress: EvalProgress | None, timings: dict[str, float]) -> tuple[str, BeforeAfter]:
+              progress: EvalProgress | None) -> tuple[str, BeforeAfter]:
     from sparring.experiments import arun_experiment
     from sparring.experiments.config import parse_config
     from sparring.tuning.eval_config import eval_config
@@ -310,11 +307,12 @@ def _evaluate(store: Store, options: ImproveOptions, before: Path, after: Path, 
     table = before_after(store, outcome.run_id, options.judge)
     seen = trained_on_eval_items(read_pairs(options.out / PAIRS), options.eval_limit)
     if seen:
-        say(f"warning: {seen} held-out red-team openings also open a training pair; the source run replayed "
-            f"hh-rlhf dialogues past offset {HELD_OUT_OFFSET}")
+        say(f"warning: {seen} held-out red-team openings have the text of a training pair's opening request "
+            f"(hh-rlhf repeats some requests in other dialogues, or the source run replayed dialogues past "
+            f"{HELD_OUT_OFFSET}); they stay in the before/after")
     (options.out / REPORT_JSON).write_text(json.dumps(table.as_json(), indent=2, default=str))
     (options.out / REPORT_MD).write_text(markdown(table), encoding="utf-8")
-    timings["evaluation_s"] = round(time.monotonic() - started, 1)
+    _record_seconds(options.out, "evaluation_s", time.monotonic() - started)
     return outcome.run_id, table
 
 
@@ -322,12 +320,27 @@ def trained_on_eval_items(pairs: list[PreferencePair], limit: int | None) -> int
     """How many held-out red-team openings of the evaluation are the first request of a training pair."""
     from sparring.attacks import attacks
 
-    held_out = attacks.create("hh-rlhf", {"offset": HELD_OUT_OFFSET, "limit": limit or 100}, where="evaluation")
+    held_out = attacks.create("hh-rlhf", {"offset": HELD_OUT_OFFSET, "limit": limit or HELD_OUT_OPENINGS}, where="evaluation")
     openings = {pair.prompt[0].content.strip() for pair in pairs}
     return sum(1 for item in held_out.items() if item.human_turns[0].strip() in openings)
 
 
-def _write_manifest(options: ImproveOptions, result: ImproveResult, timings: dict[str, float]) -> None:
+def _record_seconds(out: Path, stage: str, seconds: float) -> None:
+    """A stage's time, kept in the folder as the stage ends, so the manifest of a resumed run still has it."""
+    held = _recorded_seconds(out)
+    held[stage] = round(seconds, 1)
+    partial = out / (TIMINGS + ".partial")
+    partial.write_text(json.dumps(held, indent=2))
+    partial.replace(out / TIMINGS)
+
+
+def _recorded_seconds(out: Path) -> dict[str, float]:
+    path = out / TIMINGS
+    held: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+    return held
+
+
+def _write_manifest(options: ImproveOptions, result: ImproveResult) -> None:
     manifest = {
         "source_run": options.source,
         "model": str(options.model),
@@ -351,7 +364,7 @@ def _write_manifest(options: ImproveOptions, result: ImproveResult, timings: dic
                   "eval_config": EVAL_TOML, "before_after": REPORT_MD},
         "eval_run": result.eval_run,
         "eval_limit": options.eval_limit,
-        "seconds": timings,
+        "seconds": _recorded_seconds(options.out),
     }
     (options.out / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
