@@ -150,3 +150,10 @@ def test_improve_errors_are_one_line(tmp_path: Path) -> None:
         result = CliRunner().invoke(app, ["improve", run_id, "--db", db, "-o", str(busy)])
     assert result.exit_code == 3 and "another `sparring improve` is writing to this folder" in result.output
     assert [p.name for p in busy.iterdir()] == [".improve.lock"]
+
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    (edited / "inputs.json").write_text('{"source": "x",\n')  # a file of an earlier run, edited by hand
+    result = CliRunner().invoke(app, ["improve", run_id, "--db", db, "-o", str(edited)])
+    assert result.exit_code == 3 and f"{edited / 'inputs.json'}: line 2: not valid JSON" in result.output
+    assert "Traceback" not in result.output

@@ -144,7 +144,7 @@ def _check_inputs(options: ImproveOptions) -> None:
               "safer_samples": _safer_k(options)}
     path = options.out / INPUTS
     if path.is_file():
-        held = json.loads(path.read_text())
+        held = _read_json(path)
         changed = sorted(k for k in inputs if held.get(k) != inputs[k])
         if changed:
             raise ConfigError(f"{options.out}: holds the output of `sparring improve` with other inputs "
@@ -158,7 +158,7 @@ def _pairs(store: Store, options: ImproveOptions, say: Say) -> tuple[list[Prefer
     left_path = options.out / "pairs_left_out.json"
     if path.is_file():
         say(f"reusing {path}")
-        left = json.loads(left_path.read_text()) if left_path.is_file() else {}
+        left = _read_json(left_path) if left_path.is_file() else {}
         return read_pairs(path), left
     started = time.monotonic()
     collected: CollectedPairs = collect_run_pairs(store, options.source, options.judge)
@@ -245,8 +245,7 @@ def _adapter(pairs: list[PreferencePair], options: ImproveOptions, say: Say) -> 
     record = adapter / "training.json"
     if record.is_file():
         say(f"reusing the adapter in {adapter}")
-        loaded: dict[str, Any] = json.loads(record.read_text())
-        return loaded
+        return _read_json(record)
     partial = options.out / (ADAPTER + ".partial")
     say(f"training: DPO with LoRA on {len(pairs)} pairs, {options.recipe.model_dump()}")
     result: TrainingResult = train_dpo(pairs, options.model, partial, options.recipe, say)
@@ -256,8 +255,7 @@ def _adapter(pairs: list[PreferencePair], options: ImproveOptions, say: Say) -> 
         shutil.rmtree(adapter)
     partial.replace(adapter)
     _record_seconds(options.out, "training_s", result.seconds)
-    out: dict[str, Any] = json.loads(record.read_text())
-    return out
+    return _read_json(record)
 
 
 def _gguf_files(options: ImproveOptions, say: Say) -> tuple[Path, Path]:
@@ -325,6 +323,20 @@ def trained_on_eval_items(pairs: list[PreferencePair], limit: int | None) -> int
     return sum(1 for item in held_out.items() if item.human_turns[0].strip() in openings)
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """A file an earlier run left in the output folder; one edited by hand is named, not a traceback."""
+    try:
+        held = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read it ({error}); delete it or use another --output folder") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path}: line {error.lineno}: not valid JSON ({error.msg}); delete it or use another "
+                          "--output folder") from None
+    if not isinstance(held, dict):
+        raise ConfigError(f"{path}: expected a JSON object; delete it or use another --output folder")
+    return held
+
+
 def _record_seconds(out: Path, stage: str, seconds: float) -> None:
     """A stage's time, kept in the folder as the stage ends, so the manifest of a resumed run still has it."""
     held = _recorded_seconds(out)
@@ -336,8 +348,7 @@ def _record_seconds(out: Path, stage: str, seconds: float) -> None:
 
 def _recorded_seconds(out: Path) -> dict[str, float]:
     path = out / TIMINGS
-    held: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
-    return held
+    return _read_json(path) if path.is_file() else {}
 
 
 def _write_manifest(options: ImproveOptions, result: ImproveResult) -> None:
