@@ -13,7 +13,7 @@ BENCHMARKS = [
     "bench_engine_overhead.py", "bench_endpoint_concurrency.py", "bench_embedded_model.py", "bench_batched_decoding.py",
     "bench_pm_throughput.py",
     "bench_report_scale.py", "bench_web_load.py", "bench_release.py", "bench_attackers.py",
-    "bench_replicas.py", "bench_executors.py", "bench_merged_calls.py", "bench_dpo_step.py",
+    "bench_replicas.py", "bench_executors.py", "bench_merged_calls.py", "bench_dpo_step.py", "bench_generation_beside_torch.py",
 ]
 
 

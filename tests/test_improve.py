@@ -6,6 +6,7 @@ import fcntl
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,8 +67,18 @@ def test_gguf_round_trip_reproduces_the_template(tmp_path: Path) -> None:
         assert written.fields[key].contents() == original.fields[key].contents()
 
 
-def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path) -> None:
+def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A few DPO steps and a two-item evaluation: every stage's file, declared pair kinds, a rerun that reuses them."""
+    from sparring.tuning import improve as improve_module
+    from sparring.tuning.training_process import run_in_child
+
+    in_child: list[str] = []
+
+    def recorded(function: Any, *args: Any, say: Any) -> Any:
+        in_child.append(function.__name__)
+        return run_in_child(function, *args, say=say)
+
+    monkeypatch.setattr(improve_module, "run_in_child", recorded)
     db = f"sqlite:///{tmp_path / 'loop.db'}"
     store = Store(db)
     source = run_experiment(parse_config(SOURCE), SOURCE, store).run_id
@@ -76,6 +87,9 @@ def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "before/after in" in result.output and str(out / "after.gguf") in result.output
+    # torch trains in child processes: beside it, the generating process's llama.cpp ran at half speed
+    assert in_child == ["write_filter", "train_dpo", "write_base_and_tuned"]
+    assert re.search(r"step 2/2: loss \d", result.output)  # the child's progress reaches the user
     total = 2 * (2 + 2 + 2 + 2)  # two targets, four held-out attacks of two items
     assert re.search(rf"run improve-\S+: {total}/{total} conversations, ", result.output), result.output
 
@@ -108,6 +122,7 @@ def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path) -> None:
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert f"reusing {out / 'pairs.jsonl'}" in again.output and "reusing the adapter" in again.output
+    assert len(in_child) == 3  # nothing trained again
     assert (out / "after.gguf").read_bytes() == after
     # the rerun only evaluated; the stages it reused keep the seconds of the run that did them
     rerun = json.loads((out / "improve.json").read_text())["seconds"]

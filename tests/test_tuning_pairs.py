@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import typer
 from experiment_support import scripted_toml
 
+from sparring.cli import app
 from sparring.errors import ConfigError, DataFormatError
 from sparring.experiments import load_config, parse_config, run_experiment
 from sparring.models.base import Message
@@ -158,7 +160,7 @@ def test_benign_goals_are_asked_as_written_and_as_questions() -> None:
 
 
 def test_the_full_evaluation_holds_every_held_out_opening_and_none_of_the_source_example() -> None:
-    """300 openings exist past the held-out offset (a short split would quietly shrink the test's power),
+    """600 openings exist past the held-out offset (a short split would quietly shrink the test's power),
     and the example source run replays only dialogues before it."""
     import tomllib
 
@@ -167,7 +169,10 @@ def test_the_full_evaluation_holds_every_held_out_opening_and_none_of_the_source
 
     toml = eval_config("full", Path("before.gguf"), Path("after.gguf"), "135M", judge="pm")
     harmful = next(a for a in tomllib.loads(toml)["attacks"] if a["name"] == "harmful")
-    assert harmful["limit"] == HELD_OUT_OPENINGS == 300
+    assert harmful["limit"] == HELD_OUT_OPENINGS == 600
+    improve = next(c for c in typer.main.get_command(app).commands.values() if c.name == "improve")  # type: ignore[attr-defined]
+    eval_limit = next(p for p in improve.params if p.name == "eval_limit")
+    assert f"all: {HELD_OUT_OPENINGS} red-team openings" in (eval_limit.help or "")  # a literal: importing it costs the CLI 0.2 s
     held_out = attacks.create("hh-rlhf", {"offset": HELD_OUT_OFFSET, "limit": HELD_OUT_OPENINGS}, where="test")
     assert len(list(held_out.items())) == HELD_OUT_OPENINGS
     source = tomllib.loads((Path(__file__).parents[1] / "examples" / "improve-source.toml").read_text())

@@ -33,7 +33,7 @@ def improve(
     filter_replies: Annotated[bool, typer.Option("--filter/--no-filter", help="Refusal pairs only on replies a second harm model (not the judge) flags as harmful.")] = True,
     filter_pm: Annotated[Path | None, typer.Option("--filter-pm", help="That model: a directory from `sparring pm train` (default: train the paper's PM on the bundled hh-rlhf comparisons, about 2 minutes).")] = None,
     safer_samples: Annotated[int | None, typer.Option(min=0, help="Answers sampled per flagged red-team turn under the HHH prompt; the filter PM's most harmless, if it does not flag it, is chosen instead of a refusal (default 8; 0: always a refusal).")] = None,
-    eval_limit: Annotated[int | None, typer.Option(min=1, help="Items per held-out attack in the before/after (default: all: 300 red-team openings, 100 harmful goals, 250 safe prompts, 50 benign goals).")] = None,
+    eval_limit: Annotated[int | None, typer.Option(min=1, help="Items per held-out attack in the before/after (default: all: 600 red-team openings, 100 harmful goals, 250 safe prompts, 50 benign goals).")] = None,
     evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Red team the base and the tuned target again.")] = True,
 ) -> None:
     """Fine-tune the target with DPO + LoRA on a run's pairs, write it as GGUF, and measure before/after on held-out attacks."""

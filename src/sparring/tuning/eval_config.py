@@ -1,6 +1,6 @@
 """The held-out red-team experiment that measures a tuned target against its base.
 
-None of its items is trained on: 300 opening requests of hh-rlhf red-team
+None of its items is trained on: 600 opening requests of hh-rlhf red-team
 dialogues from the second half of the bundled split (the source run replays the
 first ones; the kind of attack the tuning pairs come from), JailbreakBench's 100
 harmful goals (a different kind: imperative requests), XSTest's 250 safe prompts
@@ -21,9 +21,11 @@ from sparring.tuning.benign import BENIGN_GOALS, BENIGN_TRAINING_ROWS, HARMFUL_G
 HELD_OUT_OFFSET = 1200
 """Held-out hh-rlhf dialogues start here (of 2,312 in the bundled split); replay attacks that start below it
 and replay fewer dialogues than this do not overlap them."""
-HELD_OUT_OPENINGS = 300
-"""Held-out red-team openings in the evaluation. With 100, a fall in attack success from 46% to 31% (significant
-item by item) still left the two Wilson intervals overlapping; 300 narrow each to about +-5 points."""
+HELD_OUT_OPENINGS = 600
+"""Held-out red-team openings in the evaluation (dialogues 1,201 to 1,800). Two 95% Wilson intervals around 40%
+and 30% stay apart only from about 350 items each; with 300, a 10-point fall (significant item by item) left
+them overlapping on one half of these openings and apart on the other. 600 narrow each to about +-4 points.
+Dialogues from 1,801 on are left for checks that choose nothing."""
 
 
 def _toml(value: object) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -126,3 +126,17 @@ def write_tuned_gguf(model: Any, template_path: Path, out: Path) -> None:
     finally:
         f16.unlink(missing_ok=True)
         partial.unlink(missing_ok=True)
+
+
+def write_base_and_tuned(template_path: Path, adapter_dir: Path, before: Path, after: Path,
+                         log: Callable[[str], None]) -> None:
+    """``before`` (the base) and ``after`` (the adapter merged in), the base loaded once; existing files are kept."""
+    from sparring.tuning.dpo import load_gguf, merge_adapter
+
+    model = load_gguf(template_path)[0]
+    if not before.is_file():
+        log(f"writing {before} (the base, through the same GGUF path as the tuned model)")
+        write_tuned_gguf(model, template_path, before)
+    if not after.is_file():
+        log(f"writing {after} (the adapter merged into the weights)")
+        write_tuned_gguf(merge_adapter(model, adapter_dir), template_path, after)

@@ -31,6 +31,7 @@ from sparring.errors import ConfigError, OutputError
 from sparring.tuning.before_after import BeforeAfter, before_after, markdown
 from sparring.tuning.dpo import DpoRecipe, TrainingResult, require_training_stack, train_dpo
 from sparring.tuning.eval_config import HELD_OUT_OFFSET, HELD_OUT_OPENINGS
+from sparring.tuning.gguf_export import write_base_and_tuned
 from sparring.tuning.pairs import (
     REFUSAL,
     SAFER_SAMPLE,
@@ -41,7 +42,8 @@ from sparring.tuning.pairs import (
     read_pairs,
     write_pairs,
 )
-from sparring.tuning.reply_filter import FILTER_DIR, keep_harmful_replies, load_filter, train_filter
+from sparring.tuning.reply_filter import FILTER_DIR, keep_harmful_replies, load_filter, write_filter
+from sparring.tuning.training_process import run_in_child
 
 if TYPE_CHECKING:
     from sparring.scoring.pm.model import PreferenceModel
@@ -207,12 +209,15 @@ def _reply_filter(options: ImproveOptions, say: Say) -> PreferenceModel:
         from sparring.scoring.pm.model import default_pm_path
 
         return load_filter(options.filter_pm, default_pm_path() if options.judge == "pm" else None)
+    from sparring.scoring.pm.model import PreferenceModel
+
     target = options.out / FILTER_DIR
     if target.is_dir():
-        return train_filter(target, HELD_OUT_OFFSET, say)
+        return PreferenceModel.load(target)
     say(f"training the filter PM on the bundled hh-rlhf comparisons before dialogue {HELD_OUT_OFFSET} "
         f"(about 2 minutes) into {target}")
-    trained = train_filter(target, HELD_OUT_OFFSET, lambda _line: None)  # its per-step losses are noise here
+    run_in_child(write_filter, target, HELD_OUT_OFFSET, say=say)
+    trained = PreferenceModel.load(target)
     accuracy = trained.metadata.get("heldout_pairwise_accuracy", float("nan"))
     say(f"filter PM: held-out pairwise accuracy {accuracy:.3f}, threshold {trained.threshold:+.3f}")
     return trained
@@ -248,7 +253,7 @@ def _adapter(pairs: list[PreferencePair], options: ImproveOptions, say: Say) -> 
         return _read_json(record)
     partial = options.out / (ADAPTER + ".partial")
     say(f"training: DPO with LoRA on {len(pairs)} pairs, {options.recipe.model_dump()}")
-    result: TrainingResult = train_dpo(pairs, options.model, partial, options.recipe, say)
+    result: TrainingResult = run_in_child(train_dpo, pairs, options.model, partial, options.recipe, say=say)
     if adapter.exists():
         import shutil
 
@@ -259,21 +264,12 @@ def _adapter(pairs: list[PreferencePair], options: ImproveOptions, say: Say) -> 
 
 
 def _gguf_files(options: ImproveOptions, say: Say) -> tuple[Path, Path]:
-    """The base and the tuned network through the same GGUF path; the base is loaded once for both."""
-    from sparring.tuning.dpo import load_gguf, merge_adapter
-    from sparring.tuning.gguf_export import write_tuned_gguf
-
+    """The base and the tuned network through the same GGUF path."""
     before, after = options.out / BEFORE_GGUF, options.out / AFTER_GGUF
     if before.is_file() and after.is_file():
         return before, after
     started = time.monotonic()
-    model = load_gguf(options.model)[0]
-    if not before.is_file():
-        say(f"writing {before} (the base, through the same GGUF path as the tuned model)")
-        write_tuned_gguf(model, options.model, before)
-    if not after.is_file():
-        say(f"writing {after} (the adapter merged into the weights)")
-        write_tuned_gguf(merge_adapter(model, options.out / ADAPTER), options.model, after)
+    run_in_child(write_base_and_tuned, options.model, options.out / ADAPTER, before, after, say=say)
     _record_seconds(options.out, "gguf_s", time.monotonic() - started)
     return before, after
 

@@ -83,3 +83,11 @@ def keep_harmful_replies(pairs: Sequence[PreferencePair], filter_pm: PreferenceM
     harmful = {id(pair) for pair, score in zip(refusals, scores, strict=True) if score < filter_pm.threshold}
     kept = [pair for pair in pairs if pair.kind != REFUSAL or id(pair) in harmful]
     return Filtered(kept, len(refusals) - len(harmful))
+
+
+def write_filter(out_dir: Path, held_out_offset: int, log: Callable[[str], None]) -> None:
+    """:func:`train_filter` for the training process: the files only; its per-step losses are noise to a user."""
+    from sparring.tuning.dpo import import_training_stack
+
+    import_training_stack()
+    train_filter(out_dir, held_out_offset, lambda _line: None)
