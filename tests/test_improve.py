@@ -67,6 +67,18 @@ def test_gguf_round_trip_reproduces_the_template(tmp_path: Path) -> None:
         assert written.fields[key].contents() == original.fields[key].contents()
 
 
+def test_a_damaged_adapter_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
+    from sparring.errors import ConfigError
+    from sparring.tuning.dpo import load_gguf, merge_adapter
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 16, "target_modules": "all-linear"}')
+    (adapter / "adapter_model.safetensors").write_text("garbage")  # truncated or edited by hand
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(adapter))}: cannot load the LoRA adapter .*delete the folder"):
+        merge_adapter(load_gguf(embedded_model_path())[0], adapter)
+
+
 def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A few DPO steps and a two-item evaluation: every stage's file, declared pair kinds, a rerun that reuses them."""
     from sparring.tuning import improve as improve_module

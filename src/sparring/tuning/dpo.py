@@ -270,6 +270,11 @@ def _train_dpo(pairs: Sequence[PreferencePair], gguf: Path, adapter_dir: Path, r
 def merge_adapter(model: Any, adapter_dir: Path) -> Any:
     """``model`` (the base, changed in place) with the adapter folded into its weights."""
     from peft import PeftModel
+    from safetensors import SafetensorError
 
-    with _no_rename_warning():
-        return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    try:
+        with _no_rename_warning():
+            return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    except (OSError, ValueError, SafetensorError) as error:  # a folder edited or truncated by hand
+        raise ConfigError(f"{adapter_dir}: cannot load the LoRA adapter ({str(error).splitlines()[0][:200]}); "
+                          "delete the folder and rerun to train it again") from None
