@@ -1,11 +1,13 @@
-"""`sparring improve`'s DPO step vs TRL's ``DPOTrainer`` on the same pairs, model and LoRA, side by side.
+"""`sparring improve`'s DPO step vs TRL's ``DPOTrainer``, and its bf16 arithmetic vs fp32, side by side.
 
 Both tune the embedded SmolLM2-135M (loaded from its GGUF) with a rank-16 LoRA on
 every linear layer, batches of ``--batch`` pairs, for ``--steps`` steps, on the
 same pairs of real text: bundled hh-rlhf red-team openings, with the dialogue's
 next human utterance as the rejected text (real text of a reply's length, no
 model needed to build it) and a refusal wording as the chosen one. Timed:
-training only, model loading apart (Sparring's side includes its reference pass). TRL is not a dependency
+training only, model loading apart (Sparring's side includes its reference pass). Sparring's
+step runs twice: in fp32 and in bf16 autocast (the default where the CPU has native bf16;
+elsewhere bf16 is emulated and the ratio says how much slower that is). TRL is not a dependency
 of Sparring: ``pip install trl`` to include it; without it only Sparring's side runs.
 
     python benchmarks/bench_dpo_step.py [--steps 2] [--batch 4]
@@ -21,7 +23,7 @@ from typing import Any
 from sparring.attacks import attacks
 from sparring.models.base import Message
 from sparring.models.llamacpp import embedded_model_path
-from sparring.tuning.dpo import DpoRecipe, load_gguf, train_dpo
+from sparring.tuning.dpo import DpoRecipe, load_gguf, native_bf16, train_dpo
 from sparring.tuning.pairs import REFUSALS, PreferencePair
 
 
@@ -35,8 +37,8 @@ def real_pairs(count: int) -> list[PreferencePair]:
     return out
 
 
-def sparring_seconds(pairs: list[PreferencePair], steps: int, batch: int, out: Path) -> float:
-    recipe = DpoRecipe(steps=steps, batch_size=batch)
+def sparring_seconds(pairs: list[PreferencePair], steps: int, batch: int, out: Path, precision: str) -> float:
+    recipe = DpoRecipe(steps=steps, batch_size=batch, precision=precision)
     result = train_dpo(pairs, embedded_model_path(), out, recipe)
     return result.seconds
 
@@ -73,14 +75,18 @@ def main() -> None:
 
     pairs = real_pairs(args.steps * args.batch)
     with tempfile.TemporaryDirectory() as folder:
-        ours = sparring_seconds(pairs, args.steps, args.batch, Path(folder) / "ours")
+        sparring_seconds(pairs[:args.batch], 1, args.batch, Path(folder) / "warm-up", "fp32")  # first calls are slow
+        ours = sparring_seconds(pairs, args.steps, args.batch, Path(folder) / "ours", "fp32")
+        bf16 = sparring_seconds(pairs, args.steps, args.batch, Path(folder) / "bf16", "bf16")
         theirs = trl_seconds(pairs, args.steps, args.batch, Path(folder) / "trl")
-    print(f"sparring: {ours / args.steps:.1f} s per step of {args.batch} pairs (reference pass included)")
+    print(f"sparring: {ours / args.steps:.1f} s per step of {args.batch} pairs in fp32, {bf16 / args.steps:.1f} in "
+          f"bf16 (reference pass included; this CPU {'has' if native_bf16() else 'lacks'} native bf16)")
+    print(f"RESULT sparring fp32/bf16 seconds per step: {ours / bf16:.2f}x")
     if theirs is None:
         print("RESULT trl/sparring seconds per step: not measured (pip install trl)")
         return
     print(f"trl DPOTrainer: {theirs / args.steps:.1f} s per step of {args.batch} pairs")
-    print(f"RESULT trl/sparring seconds per step: {theirs / ours:.1f}x")
+    print(f"RESULT trl/sparring seconds per step (both fp32): {theirs / ours:.1f}x")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from sparring.cli import app
 from sparring.experiments import parse_config, run_experiment
 from sparring.models.llamacpp import embedded_model_path
 from sparring.store import Store
+from sparring.tuning.dpo import resolved_precision
 from sparring.tuning.pairs import REFUSALS
 
 pytestmark = pytest.mark.model
@@ -119,6 +120,7 @@ def test_improve_smoke_from_a_run_to_a_tuned_target(tmp_path: Path, monkeypatch:
     flagged = unpicked + sum(p["kind"] == "safer-sample" for p in pairs)
     assert not flagged or f"safer samples: {flagged}/{flagged} flagged replies" in result.output
     assert manifest["training"]["steps"] == 2 and manifest["training"]["last_loss"] is not None
+    assert manifest["training"]["precision"] == resolved_precision("auto")  # what "auto" meant on this CPU
     assert (out / "adapter" / "adapter_config.json").is_file()
 
     before, after = (out / "before.gguf").read_bytes(), (out / "after.gguf").read_bytes()
