@@ -338,3 +338,19 @@ def test_an_impossible_judge_recipe_is_a_usage_error(args: list[str], says: str)
     result = cli("pm", "cv", *args)
     assert result.exit_code == exit_codes.USAGE, result.output
     assert says in " ".join(result.output.split()) and "Traceback" not in result.output
+
+
+def test_ctrl_c_in_a_command_says_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capfd: pytest.CaptureFixture[str]) -> None:
+    """Typer turns a KeyboardInterrupt into a silent Exit(130); the user still gets the line, with its code."""
+    from sparring import cli as cli_module
+    from sparring.tuning import improve as improve_module
+
+    def stopped(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(improve_module, "improve", stopped)
+    monkeypatch.setattr(sys, "argv", ["sparring", "improve", "some-run", "--db", f"sqlite:///{tmp_path / 'x.db'}",
+                                      "-o", str(tmp_path / "out")])
+    assert cli_module._invoke() == exit_codes.INTERRUPTED == 130
+    assert capfd.readouterr().err.strip().splitlines()[-1] == "interrupted"

@@ -29,7 +29,11 @@ from sparring.terminal import err
 
 
 class _ReportingGroup(TyperGroup):
-    """Every command's ``SparringError`` becomes one ``error:`` line and exit 3, under ``main`` and test runners alike."""
+    """Every command's ``SparringError`` becomes one ``error:`` line and exit 3, under ``main`` and test runners alike.
+
+    Ctrl-C becomes the ``interrupted`` line and exit 130 here too: Typer would turn it
+    into a silent exit 130 before ``main`` could say anything.
+    """
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -37,6 +41,9 @@ class _ReportingGroup(TyperGroup):
         except SparringError as error:
             err.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
             raise typer.Exit(exit_codes.INPUT) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(exit_codes.INTERRUPTED) from None
 
 
 app = typer.Typer(cls=_ReportingGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
