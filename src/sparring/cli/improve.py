@@ -36,7 +36,7 @@ def improve(
     beta: Annotated[float, typer.Option(min=0.0, help="DPO's beta: how far the policy may move from the base.")] = _RECIPE["beta"].default,
     batch_size: Annotated[int, typer.Option(min=1, help="Pairs per optimizer step.")] = _RECIPE["batch_size"].default,
     nll_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the chosen reply's likelihood term (RPO); 0: plain DPO.")] = _RECIPE["nll_weight"].default,
-    precision: Annotated[Precision, typer.Option(help="Training arithmetic: bf16 (autocast) or fp32; auto: bf16 where the CPU has native bf16 (AVX512-BF16 or AMX), where the default cycle trained in 8.6 min instead of 14.3.")] = Precision(_RECIPE["precision"].default),
+    precision: Annotated[Precision, typer.Option(help="Training arithmetic: bf16 (autocast) or fp32; auto: bf16 where the CPU has native bf16 (AVX512-BF16 or AMX); there the default cycle trained in 8.6 min instead of 14.3.")] = Precision(_RECIPE["precision"].default),
     helpful_ratio: Annotated[float, typer.Option(min=0.0, help="Helpful pairs (benign goals: the model's answer over a refusal) per safety pair.")] = 1.0,
     filter_replies: Annotated[bool, typer.Option("--filter/--no-filter", help="Refusal pairs only on replies a second harm model (not the judge) flags as harmful.")] = True,
     filter_pm: Annotated[Path | None, typer.Option("--filter-pm", help="That model: a directory from `sparring pm train` (default: train the paper's PM on the bundled hh-rlhf comparisons, about 2 minutes).")] = None,
